@@ -1,0 +1,608 @@
+/*
+ * config - parse and validate smtpgw.conf (format in config.h).
+ *
+ * The parser never trusts the input: it is also fed by a fuzzer.  Every
+ * copy is bounded, every number range-checked, and the first problem stops
+ * the parse with "file:line: message".
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+enum section {
+	SEC_NONE,
+	SEC_GLOBAL,
+	SEC_ZONE,
+	SEC_POLICY,
+};
+
+struct parser {
+	struct config *c;
+	const char *name;
+	int line;
+	enum section sec;
+	char *err;
+	size_t errlen;
+	bool zone_external_set[CONF_MAX_ZONES];
+};
+
+static int PRINTF_LIKE(3, 4)
+perr(struct parser *p, int line, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(p->err, p->errlen, "%s:%d: %s", p->name, line, msg);
+	else
+		snprintf(p->err, p->errlen, "%s: %s", p->name, msg);
+	return -1;
+}
+
+void
+config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen_port = 10025;
+	c->queue = 0;
+	c->workers = 0; /* one per online CPU */
+	snprintf(c->user, sizeof(c->user), "nobody");
+	c->spoof_source = true;
+	c->connect_timeout = 30;
+	c->max_sessions = 2000;
+	c->max_sessions_per_client = 100;
+	c->log = LOG_TO_STDERR;
+}
+
+const char *
+tls_support_name(enum tls_support t)
+{
+	switch (t) {
+	case TLS_SUPPORT_DISABLED: return "disabled";
+	case TLS_SUPPORT_ENABLED: return "enabled";
+	case TLS_SUPPORT_REQUIRED: return "required";
+	}
+	return "invalid";
+}
+
+/* Names: letters, digits and "._-", starting with a letter or digit. */
+static bool
+valid_name(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= max || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!isalnum(ch) && ch != '.' && ch != '_' && ch != '-')
+			return false;
+	}
+	return true;
+}
+
+static bool
+valid_ifname(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch <= ' ' || ch >= 0x7f || ch == '/' || ch == ':')
+			return false;
+	}
+	return true;
+}
+
+static int
+parse_uint(struct parser *p, const char *key, const char *v, unsigned long min,
+    unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long n;
+
+	if (!isdigit((unsigned char)v[0]))
+		return perr(p, p->line, "%s: \"%s\" is not a number", key, v);
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end != '\0')
+		return perr(p, p->line, "%s: \"%s\" is not a number", key, v);
+	if (n < min || n > max)
+		return perr(p, p->line, "%s: %lu is out of range (%lu..%lu)", key, n, min, max);
+	*out = n;
+	return 0;
+}
+
+static int
+parse_bool(struct parser *p, const char *key, const char *v, bool *out)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off")) {
+		*out = false;
+		return 0;
+	}
+	return perr(p, p->line, "%s: expected yes or no, got \"%s\"", key, v);
+}
+
+/*
+ * Split a value into whitespace-separated words in place.  Returns the
+ * count, or -1 if there are more than max.
+ */
+static int
+split_words(char *v, char **words, int max)
+{
+	int n = 0;
+
+	while (*v) {
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v == '\0')
+			break;
+		if (n == max)
+			return -1;
+		words[n++] = v;
+		while (*v && *v != ' ' && *v != '\t')
+			v++;
+		if (*v)
+			*v++ = '\0';
+	}
+	return n;
+}
+
+static int
+global_kv(struct parser *p, const char *k, char *v)
+{
+	struct config *c = p->c;
+	unsigned long n;
+
+	if (!strcmp(k, "listen-port")) {
+		if (parse_uint(p, k, v, 1, 65535, &n) < 0)
+			return -1;
+		c->listen_port = (uint16_t)n;
+	} else if (!strcmp(k, "queue")) {
+		if (parse_uint(p, k, v, 0, 65535, &n) < 0)
+			return -1;
+		c->queue = (unsigned)n;
+	} else if (!strcmp(k, "workers")) {
+		if (parse_uint(p, k, v, 0, 64, &n) < 0)
+			return -1;
+		c->workers = (unsigned)n;
+	} else if (!strcmp(k, "user")) {
+		if (!valid_name(v, sizeof(c->user)))
+			return perr(p, p->line, "user: \"%s\" is not a valid user name", v);
+		snprintf(c->user, sizeof(c->user), "%s", v);
+	} else if (!strcmp(k, "spoof-source")) {
+		return parse_bool(p, k, v, &c->spoof_source);
+	} else if (!strcmp(k, "connect-timeout")) {
+		if (parse_uint(p, k, v, 1, 600, &n) < 0)
+			return -1;
+		c->connect_timeout = (unsigned)n;
+	} else if (!strcmp(k, "max-sessions")) {
+		if (parse_uint(p, k, v, 1, 1000000, &n) < 0)
+			return -1;
+		c->max_sessions = (unsigned)n;
+	} else if (!strcmp(k, "max-sessions-per-client")) {
+		if (parse_uint(p, k, v, 1, 1000000, &n) < 0)
+			return -1;
+		c->max_sessions_per_client = (unsigned)n;
+	} else if (!strcmp(k, "log")) {
+		if (!strcmp(v, "stderr"))
+			c->log = LOG_TO_STDERR;
+		else if (!strcmp(v, "syslog"))
+			c->log = LOG_TO_SYSLOG;
+		else
+			return perr(p, p->line, "log: expected stderr or syslog, got \"%s\"", v);
+	} else {
+		return perr(p, p->line, "unknown key \"%s\" in [global]", k);
+	}
+	return 0;
+}
+
+static int
+zone_kv(struct parser *p, const char *k, char *v)
+{
+	struct conf_zone *z = &p->c->zones[p->c->n_zones - 1];
+
+	if (!strcmp(k, "interfaces")) {
+		char *w[CONF_MAX_IFACES];
+		int n = split_words(v, w, CONF_MAX_IFACES);
+
+		if (n < 0)
+			return perr(p, p->line, "interfaces: more than %d interfaces in one zone",
+			    CONF_MAX_IFACES);
+		for (int i = 0; i < n; i++) {
+			if (!valid_ifname(w[i]))
+				return perr(p, p->line, "interfaces: \"%s\" is not a valid interface name",
+				    w[i]);
+			if (z->n_ifaces == CONF_MAX_IFACES)
+				return perr(p, p->line, "interfaces: more than %d interfaces in one zone",
+				    CONF_MAX_IFACES);
+			snprintf(z->ifaces[z->n_ifaces++], IFNAMSIZ, "%s", w[i]);
+		}
+	} else if (!strcmp(k, "external")) {
+		p->zone_external_set[p->c->n_zones - 1] = true;
+		return parse_bool(p, k, v, &z->external);
+	} else {
+		return perr(p, p->line, "unknown key \"%s\" in [zone %s]", k, z->name);
+	}
+	return 0;
+}
+
+static int
+zone_list(struct parser *p, const char *k, char *v, char names[][CONF_NAME_MAX], int *count)
+{
+	char *w[CONF_MAX_ZONEREFS];
+	int n = split_words(v, w, CONF_MAX_ZONEREFS);
+
+	if (n < 0)
+		return perr(p, p->line, "%s: more than %d zones", k, CONF_MAX_ZONEREFS);
+	if (n == 0)
+		return perr(p, p->line, "%s: empty (name zones, or \"any\")", k);
+	*count = 0;
+	if (n == 1 && !strcmp(w[0], "any"))
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (!valid_name(w[i], CONF_NAME_MAX))
+			return perr(p, p->line, "%s: \"%s\" is not a valid zone name", k, w[i]);
+		snprintf(names[i], CONF_NAME_MAX, "%s", w[i]);
+	}
+	*count = n;
+	return 0;
+}
+
+static int
+prefix_list(struct parser *p, const char *k, char *v, struct prefix *out, int *count)
+{
+	char *w[CONF_MAX_PREFIXES];
+	int n = split_words(v, w, CONF_MAX_PREFIXES);
+
+	if (n < 0)
+		return perr(p, p->line, "%s: more than %d prefixes", k, CONF_MAX_PREFIXES);
+	if (n == 0)
+		return perr(p, p->line, "%s: empty (name prefixes, or \"any\")", k);
+	*count = 0;
+	if (n == 1 && !strcmp(w[0], "any"))
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (prefix_parse(w[i], &out[i]) < 0)
+			return perr(p, p->line,
+			    "%s: \"%s\" is not an address or prefix (host bits must be zero)", k, w[i]);
+	*count = n;
+	return 0;
+}
+
+static int
+policy_kv(struct parser *p, const char *k, char *v)
+{
+	struct conf_policy *pol = &p->c->policies[p->c->n_policies - 1];
+
+	if (!strcmp(k, "from"))
+		return zone_list(p, k, v, pol->from_names, &pol->n_from);
+	if (!strcmp(k, "to"))
+		return zone_list(p, k, v, pol->to_names, &pol->n_to);
+	if (!strcmp(k, "src"))
+		return prefix_list(p, k, v, pol->src, &pol->n_src);
+	if (!strcmp(k, "dst"))
+		return prefix_list(p, k, v, pol->dst, &pol->n_dst);
+	if (!strcmp(k, "enabled"))
+		return parse_bool(p, k, v, &pol->enabled);
+	if (!strcmp(k, "action")) {
+		if (!valid_name(v, sizeof(pol->action)))
+			return perr(p, p->line, "action: \"%s\" is not a valid proxy action name", v);
+		snprintf(pol->action, sizeof(pol->action), "%s", v);
+		return 0;
+	}
+	if (!strcmp(k, "tls-support")) {
+		if (!strcmp(v, "disabled"))
+			pol->tls_support = TLS_SUPPORT_DISABLED;
+		else if (!strcmp(v, "enabled"))
+			pol->tls_support = TLS_SUPPORT_ENABLED;
+		else if (!strcmp(v, "required"))
+			pol->tls_support = TLS_SUPPORT_REQUIRED;
+		else
+			return perr(p, p->line,
+			    "tls-support: expected disabled, enabled or required, got \"%s\"", v);
+		return 0;
+	}
+	if (!strcmp(k, "type")) {
+		if (!strcmp(v, "proxy"))
+			pol->type = POLICY_PROXY;
+		else if (!strcmp(v, "packet-filter"))
+			pol->type = POLICY_PACKET_FILTER;
+		else
+			return perr(p, p->line, "type: expected proxy or packet-filter, got \"%s\"", v);
+		return 0;
+	}
+	return perr(p, p->line, "unknown key \"%s\" in [policy %s]", k, pol->name);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int
+section_line(struct parser *p, char *s)
+{
+	struct config *c = p->c;
+	char *end = strchr(s, ']'), *kind, *name;
+
+	if (end == NULL || trim(end + 1)[0] != '\0')
+		return perr(p, p->line, "malformed section header (expected [kind name])");
+	*end = '\0';
+	kind = trim(s + 1);
+	name = kind;
+	while (*name && *name != ' ' && *name != '\t')
+		name++;
+	if (*name)
+		*name++ = '\0';
+	name = trim(name);
+
+	if (!strcmp(kind, "global")) {
+		if (*name)
+			return perr(p, p->line, "[global] takes no name");
+		p->sec = SEC_GLOBAL;
+		return 0;
+	}
+	if (!strcmp(kind, "zone")) {
+		if (!valid_name(name, CONF_NAME_MAX))
+			return perr(p, p->line, "[zone NAME]: \"%s\" is not a valid name", name);
+		if (config_zone_index(c, name) >= 0)
+			return perr(p, p->line, "zone \"%s\" is defined twice", name);
+		if (c->n_zones == CONF_MAX_ZONES)
+			return perr(p, p->line, "more than %d zones", CONF_MAX_ZONES);
+		struct conf_zone *z = &c->zones[c->n_zones++];
+		memset(z, 0, sizeof(*z));
+		snprintf(z->name, sizeof(z->name), "%s", name);
+		z->line = p->line;
+		p->sec = SEC_ZONE;
+		return 0;
+	}
+	if (!strcmp(kind, "policy")) {
+		if (!valid_name(name, CONF_NAME_MAX))
+			return perr(p, p->line, "[policy NAME]: \"%s\" is not a valid name", name);
+		for (int i = 0; i < c->n_policies; i++)
+			if (!strcmp(c->policies[i].name, name))
+				return perr(p, p->line, "policy \"%s\" is defined twice", name);
+		if (c->n_policies == CONF_MAX_POLICIES)
+			return perr(p, p->line, "more than %d policies", CONF_MAX_POLICIES);
+		struct conf_policy *pol = &c->policies[c->n_policies++];
+		memset(pol, 0, sizeof(*pol));
+		snprintf(pol->name, sizeof(pol->name), "%s", name);
+		pol->tls_support = TLS_SUPPORT_ENABLED;
+		pol->type = POLICY_PROXY;
+		pol->enabled = true;
+		pol->line = p->line;
+		pol->n_from = -1; /* required: "any" must be said explicitly */
+		pol->n_to = -1;
+		p->sec = SEC_POLICY;
+		return 0;
+	}
+	return perr(p, p->line, "unknown section [%s] (expected global, zone or policy)", kind);
+}
+
+static int
+parse_line(struct parser *p, char *s)
+{
+	char *eq, *k, *v;
+
+	s = trim(s);
+	if (*s == '\0' || *s == '#' || *s == ';')
+		return 0;
+	if (*s == '[')
+		return section_line(p, s);
+	eq = strchr(s, '=');
+	if (eq == NULL)
+		return perr(p, p->line, "expected \"key = value\" or [section]");
+	*eq = '\0';
+	k = trim(s);
+	v = eq + 1;
+	/* A '#' preceded by white space starts a trailing comment. */
+	for (char *h = v; (h = strchr(h, '#')) != NULL; h++) {
+		if (h == v || h[-1] == ' ' || h[-1] == '\t') {
+			*h = '\0';
+			break;
+		}
+	}
+	v = trim(v);
+	if (*k == '\0')
+		return perr(p, p->line, "missing key before '='");
+	if (*v == '\0')
+		return perr(p, p->line, "%s: missing value", k);
+
+	switch (p->sec) {
+	case SEC_NONE:
+		return perr(p, p->line, "\"%s\" outside any section", k);
+	case SEC_GLOBAL:
+		return global_kv(p, k, v);
+	case SEC_ZONE:
+		return zone_kv(p, k, v);
+	case SEC_POLICY:
+		return policy_kv(p, k, v);
+	}
+	return perr(p, p->line, "internal: bad section state");
+}
+
+static int
+resolve_zones(struct parser *p, int line, const char *what, char names[][CONF_NAME_MAX],
+    int n, int *out)
+{
+	for (int i = 0; i < n; i++) {
+		out[i] = config_zone_index(p->c, names[i]);
+		if (out[i] < 0)
+			return perr(p, line, "%s: zone \"%s\" is not defined", what, names[i]);
+	}
+	return 0;
+}
+
+static int
+validate(struct parser *p)
+{
+	struct config *c = p->c;
+
+	for (int i = 0; i < c->n_zones; i++) {
+		struct conf_zone *z = &c->zones[i];
+
+		/* The zone called "external" is the Internet side unless said otherwise. */
+		if (!p->zone_external_set[i])
+			z->external = strcmp(z->name, "external") == 0;
+		for (int j = 0; j < z->n_ifaces; j++) {
+			for (int k = j + 1; k < z->n_ifaces; k++)
+				if (!strcmp(z->ifaces[j], z->ifaces[k]))
+					return perr(p, z->line, "zone %s: interface %s listed twice",
+					    z->name, z->ifaces[j]);
+			for (int o = i + 1; o < c->n_zones; o++)
+				for (int k = 0; k < c->zones[o].n_ifaces; k++)
+					if (!strcmp(z->ifaces[j], c->zones[o].ifaces[k]))
+						return perr(p, c->zones[o].line,
+						    "interface %s is in zone %s and zone %s", z->ifaces[j],
+						    z->name, c->zones[o].name);
+		}
+	}
+	for (int i = 0; i < c->n_policies; i++) {
+		struct conf_policy *pol = &c->policies[i];
+
+		if (pol->n_from < 0)
+			return perr(p, pol->line, "policy %s: missing \"from\" (zones or any)",
+			    pol->name);
+		if (pol->n_to < 0)
+			return perr(p, pol->line, "policy %s: missing \"to\" (zones or any)", pol->name);
+		if (pol->type == POLICY_PROXY && pol->action[0] == '\0')
+			return perr(p, pol->line, "policy %s: missing \"action\" (a proxy action name)",
+			    pol->name);
+		if (resolve_zones(p, pol->line, "from", pol->from_names, pol->n_from, pol->from) < 0 ||
+		    resolve_zones(p, pol->line, "to", pol->to_names, pol->n_to, pol->to) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int
+config_parse(struct config *c, const char *name, const char *text, size_t len, char *err,
+    size_t errlen)
+{
+	struct parser p = {
+		.c = c, .name = name, .line = 0, .sec = SEC_NONE, .err = err, .errlen = errlen,
+	};
+	char line[CONF_LINE_MAX + 1];
+	size_t pos = 0;
+
+	config_defaults(c);
+	snprintf(c->path, sizeof(c->path), "%s", name);
+	if (errlen)
+		err[0] = '\0';
+	if (len > CONF_FILE_MAX)
+		return perr(&p, 0, "file is larger than %d bytes", CONF_FILE_MAX);
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+
+		p.line++;
+		if (n > CONF_LINE_MAX)
+			return perr(&p, p.line, "line longer than %d bytes", CONF_LINE_MAX);
+		if (memchr(text + pos, '\0', n) != NULL)
+			return perr(&p, p.line, "NUL byte in line");
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		if (parse_line(&p, line) < 0)
+			return -1;
+		pos += n + (nl ? 1 : 0);
+	}
+	return validate(&p);
+}
+
+int
+config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text;
+	ssize_t r;
+	size_t got = 0;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_size > CONF_FILE_MAX) {
+		snprintf(err, errlen, "%s: file is larger than %d bytes", path, CONF_FILE_MAX);
+		close(fd);
+		return -1;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		r = read(fd, text + got, (size_t)st.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	rc = config_parse(c, path, text, got, err, errlen);
+	free(text);
+	return rc;
+}
+
+int
+config_zone_index(const struct config *c, const char *name)
+{
+	for (int i = 0; i < c->n_zones; i++)
+		if (!strcmp(c->zones[i].name, name))
+			return i;
+	return -1;
+}
+
+int
+config_zone_of_iface(const struct config *c, const char *ifname)
+{
+	for (int i = 0; i < c->n_zones; i++)
+		for (int j = 0; j < c->zones[i].n_ifaces; j++)
+			if (!strcmp(c->zones[i].ifaces[j], ifname))
+				return i;
+	return -1;
+}
+
+bool
+policy_covers_port(const struct conf_policy *p, uint16_t port)
+{
+	switch (p->tls_support) {
+	case TLS_SUPPORT_DISABLED: return port == 25;
+	case TLS_SUPPORT_ENABLED: return port == 25 || port == 465;
+	case TLS_SUPPORT_REQUIRED: return port == 465;
+	}
+	return false;
+}

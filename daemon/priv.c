@@ -1,0 +1,58 @@
+/*
+ * priv - drop to an unprivileged user with a minimal capability set.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "priv.h"
+
+int
+priv_drop(const char *user, const cap_value_t *keep, int nkeep, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	cap_t caps;
+
+	if (geteuid() == 0) {
+		pw = getpwnam(user);
+		if (pw == NULL) {
+			snprintf(err, errlen, "user \"%s\" does not exist", user);
+			return -1;
+		}
+		/* Keep permitted capabilities across the uid change, then trim them. */
+		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
+		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+			snprintf(err, errlen, "switch to user %s: %s", user, strerror(errno));
+			return -1;
+		}
+	}
+	caps = cap_init();
+	if (caps == NULL) {
+		snprintf(err, errlen, "cap_init: %s", strerror(errno));
+		return -1;
+	}
+	if (nkeep > 0 && (cap_set_flag(caps, CAP_PERMITTED, nkeep, keep, CAP_SET) < 0 ||
+	    cap_set_flag(caps, CAP_EFFECTIVE, nkeep, keep, CAP_SET) < 0)) {
+		snprintf(err, errlen, "cap_set_flag: %s", strerror(errno));
+		cap_free(caps);
+		return -1;
+	}
+	if (cap_set_proc(caps) < 0) {
+		snprintf(err, errlen, "cap_set_proc: %s", strerror(errno));
+		cap_free(caps);
+		return -1;
+	}
+	cap_free(caps);
+	(void)prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+	/* Nothing this process runs may gain privileges back. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,370 @@
+/*
+ * session - the two legs of an intercepted connection, the upstream
+ * connect (optionally from the client's own address), and the relay.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "session.h"
+#include "util.h"
+
+static struct session *sessions;      /* live sessions */
+static struct session *dead_sessions; /* closed, freed by session_reap() */
+static unsigned n_sessions;
+
+static void client_cb(struct io *io, enum io_event ev, void *arg);
+static void server_cb(struct io *io, enum io_event ev, void *arg);
+
+/*
+ * Give the client a final reply and close: the reply is flushed, the write
+ * side shut, and the client's further input read and discarded until it
+ * closes or the linger timer ends the session.
+ */
+static void
+session_refuse(struct session *s, const char *reply)
+{
+	io_close(&s->server.io);
+	s->state = SESSION_CLOSING;
+	io_printf(&s->client.io, "%s\r\n", reply);
+	io_shutdown_after_flush(&s->client.io);
+	io_set_timeout(&s->client.io, SESSION_LINGER_MS);
+	io_resume(&s->client.io);
+}
+
+static const char *
+zone_name(const struct session *s)
+{
+	if (s->mf.zone >= 0 && s->mf.zone < s->conf->n_zones)
+		return s->conf->zones[s->mf.zone].name;
+	return "-";
+}
+
+static const char *
+policy_name(const struct session *s)
+{
+	if (s->mf.policy >= 0 && s->mf.policy < s->conf->n_policies)
+		return s->conf->policies[s->mf.policy].name;
+	return "-";
+}
+
+/*
+ * Our own socket to the original destination.  With spoofing it is bound
+ * to the client's address (port chosen by the kernel: reusing the client's
+ * port would share one conntrack entry with the client's connection) and
+ * marked so the ruleset exempts it from masquerading.
+ */
+static int
+upstream_socket(const struct session *s, const char **why)
+{
+	int family = s->client.local.sa.sa_family;
+	int fd, one = 1;
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (s->spoof) {
+		union sockaddr_any src = s->client.peer;
+		uint32_t mark = MARK_UPSTREAM;
+		int rc;
+
+		if (family == AF_INET) {
+			src.sin.sin_port = 0;
+			rc = setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one));
+		} else {
+			src.sin6.sin6_port = 0;
+			rc = setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one));
+		}
+		if (rc < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+			*why = "transparent upstream socket refused (CAP_NET_RAW missing?)";
+			close(fd);
+			return -1;
+		}
+		if (bind(fd, &src.sa, addr_len(&src)) < 0) {
+			*why = strerror(errno);
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+struct session *
+session_start(int fd, const union sockaddr_any *client, const union sockaddr_any *orig_dst,
+    const struct mark_fields *mf, const struct config *conf)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	char cbuf[ADDR_STRLEN], sbuf[ADDR_STRLEN];
+	const char *why = NULL;
+	int ufd;
+
+	s->id = random_id();
+	s->conf = conf;
+	s->mf = *mf;
+	s->spoof = conf->spoof_source;
+	s->start_ms = now_ms();
+	s->state = SESSION_CONNECTING;
+	s->client.s = s->server.s = s;
+	s->client.name = "client";
+	s->server.name = "server";
+	s->client.peer = *client;
+	s->client.local = *orig_dst;
+	s->server.peer = *orig_dst;
+	/* No server socket yet: make io_close() on it a no-op. */
+	s->server.io.fd = -1;
+	s->server.io.flags = IO_F_DEAD;
+
+	s->next = sessions;
+	if (sessions)
+		sessions->prev = s;
+	sessions = s;
+	n_sessions++;
+
+	io_init(&s->client.io, fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
+	s->client.io.lowat = LEG_OUT_LOWAT;
+	/* Nothing is read from the client before the upstream greets. */
+	io_pause(&s->client.io);
+	io_set_timeout(&s->client.io, SESSION_IDLE_MS);
+
+	log_sid(LOG_LVL_INFO, s->id,
+	    "session start client=%s server=%s zone=%s direction=%s policy=%s spoof=%s",
+	    addr_fmt(client, cbuf, sizeof(cbuf)), addr_fmt(orig_dst, sbuf, sizeof(sbuf)),
+	    zone_name(s), s->mf.inbound ? "inbound" : "outbound", policy_name(s),
+	    s->spoof ? "yes" : "no");
+
+	ufd = upstream_socket(s, &why);
+	if (ufd < 0) {
+		log_sid(LOG_LVL_ERR, s->id, "session upstream socket error=\"%s\" reply=421", why);
+		session_refuse(s, "421 4.3.0 Local error, try again later");
+		return s;
+	}
+	io_init(&s->server.io, ufd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
+	s->server.io.lowat = LEG_OUT_LOWAT;
+	io_set_timeout(&s->server.io, conf->connect_timeout * 1000u);
+	if (io_connect(&s->server.io, orig_dst) < 0) {
+		log_sid(LOG_LVL_INFO, s->id, "session upstream failed error=\"%s\" reply=421",
+		    s->server.io.error);
+		session_refuse(s, "421 4.4.1 Destination unreachable, try again later");
+	}
+	return s;
+}
+
+void
+session_close(struct session *s, const char *reason)
+{
+	if (s->dead)
+		return;
+	s->dead = true;
+	s->end_reason = reason;
+	io_close(&s->client.io);
+	io_close(&s->server.io);
+	log_sid(LOG_LVL_INFO, s->id,
+	    "session end reason=%s duration_ms=%llu client_bytes=%llu server_bytes=%llu", reason,
+	    (unsigned long long)(now_ms() - s->start_ms),
+	    (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	n_sessions--;
+	s->next = dead_sessions;
+	s->prev = NULL;
+	dead_sessions = s;
+}
+
+void
+session_reap(void)
+{
+	while (dead_sessions) {
+		struct session *s = dead_sessions;
+
+		dead_sessions = s->next;
+		free(s);
+	}
+}
+
+unsigned
+session_count(void)
+{
+	return n_sessions;
+}
+
+unsigned
+session_count_for(const union sockaddr_any *client)
+{
+	unsigned n = 0;
+
+	/* Linear: bounded by max-sessions per worker, and only run per accept. */
+	for (struct session *s = sessions; s; s = s->next) {
+		const union sockaddr_any *a = &s->client.peer;
+
+		if (a->sa.sa_family != client->sa.sa_family)
+			continue;
+		if (a->sa.sa_family == AF_INET &&
+		    a->sin.sin_addr.s_addr == client->sin.sin_addr.s_addr)
+			n++;
+		else if (a->sa.sa_family == AF_INET6 &&
+		    !memcmp(&a->sin6.sin6_addr, &client->sin6.sin6_addr, 16))
+			n++;
+	}
+	return n;
+}
+
+void
+session_close_all(const char *reason)
+{
+	while (sessions)
+		session_close(sessions, reason);
+}
+
+/*
+ * Relay: move what one leg received into the other leg's output, bounded
+ * by the output buffer; a full output pauses the reading side until the
+ * output drains to its low-water mark.
+ */
+static void
+relay_move(struct leg *from, struct leg *to)
+{
+	struct buf *in = &from->io.in;
+	size_t n = buf_len(in);
+
+	if (n > buf_room(&to->io.out))
+		n = buf_room(&to->io.out);
+	if (n > 0) {
+		if (io_write(&to->io, buf_head(in), n) < 0) {
+			session_close(from->s, "relay-write");
+			return;
+		}
+		buf_consume(in, n);
+	}
+	if (buf_len(in) > 0)
+		io_pause(&from->io);
+	else if (!(from->io.flags & IO_F_EOF))
+		io_resume(&from->io);
+}
+
+static struct leg *
+other_leg(struct leg *l)
+{
+	return l == &l->s->client ? &l->s->server : &l->s->client;
+}
+
+static void
+relay_event(struct leg *l, enum io_event ev)
+{
+	struct session *s = l->s;
+	struct leg *o = other_leg(l);
+
+	switch (ev) {
+	case IO_DATAIN:
+		l->bytes_in += buf_len(&l->io.in);
+		relay_move(l, o);
+		break;
+	case IO_LOWAT:
+		/* Our output drained: the other side may read again. */
+		relay_move(o, l);
+		break;
+	case IO_EOF:
+		relay_move(l, o);
+		if (s->dead)
+			return;
+		if (buf_len(&l->io.in) > 0) {
+			session_close(s, "relay-overflow");
+			return;
+		}
+		/* Pass the half-close on; end when both directions are done. */
+		io_shutdown_after_flush(&o->io);
+		if (o->io.flags & IO_F_EOF)
+			session_close(s, l == &s->client ? "client-quit" : "server-quit");
+		break;
+	case IO_TIMEOUT:
+		session_close(s, "idle-timeout");
+		break;
+	case IO_ERROR:
+		log_sid(LOG_LVL_INFO, s->id, "session %s error=\"%s\"", l->name, l->io.error);
+		session_close(s, l == &s->client ? "client-error" : "server-error");
+		break;
+	case IO_CONNECTED:
+		break;
+	}
+}
+
+static void
+upstream_failed(struct session *s, const char *why)
+{
+	log_sid(LOG_LVL_INFO, s->id, "session upstream failed error=\"%s\" reply=421", why);
+	/*
+	 * The client has heard nothing yet; whatever it sent early is
+	 * dropped with the session.  421 makes a sending MTA keep the mail
+	 * queued and retry later.
+	 */
+	session_refuse(s, "421 4.4.1 Destination unreachable, try again later");
+}
+
+static void
+server_cb(struct io *io, enum io_event ev, void *arg)
+{
+	struct leg *l = arg;
+	struct session *s = l->s;
+	char buf[ADDR_STRLEN];
+
+	if (s->state == SESSION_CONNECTING) {
+		switch (ev) {
+		case IO_CONNECTED: {
+			socklen_t len = sizeof(l->local);
+
+			if (getsockname(io->fd, &l->local.sa, &len) < 0)
+				memset(&l->local, 0, sizeof(l->local));
+			log_sid(LOG_LVL_INFO, s->id, "session upstream connected local=%s ms=%llu",
+			    addr_fmt(&l->local, buf, sizeof(buf)),
+			    (unsigned long long)(now_ms() - s->start_ms));
+			s->state = SESSION_RELAY;
+			io_set_timeout(io, SESSION_IDLE_MS);
+			relay_move(&s->client, l);
+			return;
+		}
+		case IO_TIMEOUT:
+			upstream_failed(s, "connect timeout");
+			return;
+		default:
+			upstream_failed(s, io->error ? io->error : "connect failed");
+			return;
+		}
+	}
+	relay_event(l, ev);
+}
+
+static void
+client_cb(struct io *io, enum io_event ev, void *arg)
+{
+	struct leg *l = arg;
+	struct session *s = l->s;
+
+	switch (s->state) {
+	case SESSION_CONNECTING:
+		/* Only EOF, errors or the idle timer can arrive: reading is paused. */
+		if (ev == IO_EOF || ev == IO_ERROR || ev == IO_TIMEOUT)
+			session_close(s, "client-gone-before-greeting");
+		return;
+	case SESSION_CLOSING:
+		if (ev == IO_DATAIN)
+			buf_reset(&io->in);
+		else if (ev != IO_LOWAT)
+			session_close(s, "refused");
+		return;
+	case SESSION_RELAY:
+		relay_event(l, ev);
+		return;
+	}
+}

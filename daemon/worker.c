@@ -1,0 +1,168 @@
+/*
+ * worker - accept loop and session event loop.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ev.h"
+#include "log.h"
+#include "session.h"
+#include "worker.h"
+
+#define WORKER_MAX_LISTENERS 4
+
+static const struct config *wconf;
+static struct ev_fd listeners[WORKER_MAX_LISTENERS];
+static int n_listeners;
+static struct ev_fd sigev;
+static bool draining;
+
+static void
+refuse_now(int fd, const char *reply)
+{
+	/* A fresh socket's send buffer always has room for one line. */
+	(void)!send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
+	close(fd);
+}
+
+static void
+accept_one(int lfd)
+{
+	union sockaddr_any client, dst;
+	socklen_t clen = sizeof(client), dlen = sizeof(dst), mlen;
+	struct mark_fields mf;
+	char cbuf[ADDR_STRLEN], dbuf[ADDR_STRLEN];
+	uint32_t mark = 0;
+	int fd;
+
+	fd = accept4(lfd, &client.sa, &clen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
+		    errno != EINTR)
+			log_warn("accept error=\"%s\"", strerror(errno));
+		return;
+	}
+	mlen = sizeof(mark);
+	if (getsockname(fd, &dst.sa, &dlen) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &mlen) < 0) {
+		log_warn("accept getsockname error=\"%s\"", strerror(errno));
+		close(fd);
+		return;
+	}
+	/*
+	 * Only connections the classifier marked for interception are
+	 * served.  A mark of 0 means the connection reached the loopback
+	 * listener directly (not through TPROXY): serving it would make us
+	 * connect to ourselves.
+	 */
+	if (mark_decode(mark, &mf) < 0 || mf.decision != DECISION_INTERCEPT) {
+		log_warn("accept refused reason=not-intercepted client=%s dst=%s mark=0x%x",
+		    addr_fmt(&client, cbuf, sizeof(cbuf)), addr_fmt(&dst, dbuf, sizeof(dbuf)), mark);
+		close(fd);
+		return;
+	}
+	if (session_count() >= wconf->max_sessions) {
+		log_warn("accept refused reason=max-sessions client=%s limit=%u",
+		    addr_fmt(&client, cbuf, sizeof(cbuf)), wconf->max_sessions);
+		refuse_now(fd, "421 4.7.0 Too many connections, try again later\r\n");
+		return;
+	}
+	if (session_count_for(&client) >= wconf->max_sessions_per_client) {
+		log_warn("accept refused reason=max-sessions-per-client client=%s limit=%u",
+		    addr_fmt(&client, cbuf, sizeof(cbuf)), wconf->max_sessions_per_client);
+		refuse_now(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
+		return;
+	}
+	(void)session_start(fd, &client, &dst, &mf, wconf);
+}
+
+static void
+listener_cb(struct ev_fd *e, uint32_t revents)
+{
+	/* A few per wakeup: fair to the sessions already running. */
+	for (int i = 0; i < 16 && !draining; i++)
+		accept_one(e->fd);
+}
+
+static void
+stop_accepting(void)
+{
+	for (int i = 0; i < n_listeners; i++) {
+		ev_fd_del(&listeners[i]);
+		close(listeners[i].fd);
+		listeners[i].fd = -1;
+	}
+	n_listeners = 0;
+}
+
+static void
+idle_hook(void)
+{
+	session_reap();
+	if (draining && session_count() == 0)
+		ev_break();
+}
+
+static void
+signal_cb(struct ev_fd *e, uint32_t revents)
+{
+	struct signalfd_siginfo si;
+
+	while (read(e->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			log_info("worker stop sessions=%u", session_count());
+			stop_accepting();
+			session_close_all("shutdown");
+			ev_break();
+			break;
+		case SIGUSR1:
+			if (!draining)
+				log_info("worker drain sessions=%u", session_count());
+			draining = true;
+			stop_accepting();
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+int
+worker_main(const struct config *c, const int *lfds, int nlfds)
+{
+	sigset_t set;
+	int sfd;
+
+	wconf = c;
+	ev_init();
+	ev_set_idle_hook(idle_hook);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0)
+		fatal("signalfd: %s", strerror(errno));
+	ev_fd_add(&sigev, sfd, EPOLLIN, signal_cb);
+
+	for (int i = 0; i < nlfds && i < WORKER_MAX_LISTENERS; i++) {
+		if (lfds[i] < 0)
+			continue;
+		ev_fd_add(&listeners[n_listeners++], lfds[i], EPOLLIN | EPOLLEXCLUSIVE, listener_cb);
+	}
+	log_info("worker ready listeners=%d max_sessions=%u", n_listeners, c->max_sessions);
+	ev_loop();
+	session_reap();
+	return 0;
+}
