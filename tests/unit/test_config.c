@@ -1,0 +1,524 @@
+/*
+ * test_config - config_parse: what a valid file yields, and that every
+ * documented error names the file and the line it is about.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define NAME "t.conf"
+
+static struct config *conf; /* ~1 MB: heap, once per run */
+static char err[512];
+
+static int
+parse(const char *text)
+{
+	return config_parse(conf, NAME, text, strlen(text), err, sizeof(err));
+}
+
+static void
+parse_ok(const char *text)
+{
+	if (parse(text) != 0)
+		fail_msg("unexpected error: %s", err);
+}
+
+static int
+setup(void **state)
+{
+	conf = malloc(sizeof(*conf));
+	return conf == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	free(conf);
+	return 0;
+}
+
+/* The shape of tests/testbed/smtpgw.conf; line numbers matter below. */
+static const char testbed_conf[] =
+    "# smtpgw configuration used by the netns testbed's gateway.\n" /*  1 */
+    "\n"                                                             /*  2 */
+    "[global]\n"                                                     /*  3 */
+    "# transparent listeners on 127.0.0.1 and ::1\n"                 /*  4 */
+    "listen-port = 10025\n"                                          /*  5 */
+    "queue = 0\n"                                                    /*  6 */
+    "workers = 2\n"                                                  /*  7 */
+    "user = nobody\n"                                                /*  8 */
+    "spoof-source = yes\n"                                           /*  9 */
+    "connect-timeout = 10\n"                                         /* 10 */
+    "\n"                                                             /* 11 */
+    "[zone trusted]\n"                                               /* 12 */
+    "interfaces = lan0\n"                                            /* 13 */
+    "\n"                                                             /* 14 */
+    "[zone external]\n"                                              /* 15 */
+    "interfaces = wan0\n"                                            /* 16 */
+    "\n"                                                             /* 17 */
+    "[policy SMTP-Proxy-Out]\n"                                      /* 18 */
+    "from = trusted\n"                                               /* 19 */
+    "to = external\n"                                                /* 20 */
+    "action = SMTP-Outgoing.Standard\n"                              /* 21 */
+    "\n"                                                             /* 22 */
+    "[policy SMTP-Proxy-In]\n"                                       /* 23 */
+    "from = external\n"                                              /* 24 */
+    "to = trusted\n"                                                 /* 25 */
+    "action = SMTP-Incoming.Standard\n";                             /* 26 */
+
+static void
+test_testbed_shape(void **state)
+{
+	const struct conf_policy *out, *in;
+
+	parse_ok(testbed_conf);
+	assert_string_equal(conf->path, NAME);
+	assert_int_equal(conf->listen_port, 10025);
+	assert_int_equal(conf->queue, 0);
+	assert_int_equal(conf->workers, 2);
+	assert_string_equal(conf->user, "nobody");
+	assert_true(conf->spoof_source);
+	assert_int_equal(conf->connect_timeout, 10);
+
+	assert_int_equal(conf->n_zones, 2);
+	assert_string_equal(conf->zones[0].name, "trusted");
+	assert_int_equal(conf->zones[0].line, 12);
+	assert_int_equal(conf->zones[0].n_ifaces, 1);
+	assert_string_equal(conf->zones[0].ifaces[0], "lan0");
+	assert_false(conf->zones[0].external);
+	/* The zone called "external" is external without saying so. */
+	assert_string_equal(conf->zones[1].name, "external");
+	assert_true(conf->zones[1].external);
+	assert_int_equal(config_zone_of_iface(conf, "wan0"), 1);
+	assert_int_equal(config_zone_of_iface(conf, "eth0"), -1);
+	assert_int_equal(config_zone_index(conf, "external"), 1);
+	assert_int_equal(config_zone_index(conf, "dmz"), -1);
+
+	assert_int_equal(conf->n_policies, 2);
+	out = &conf->policies[0];
+	assert_string_equal(out->name, "SMTP-Proxy-Out");
+	assert_int_equal(out->line, 18);
+	assert_int_equal(out->n_from, 1);
+	assert_int_equal(out->from[0], 0);
+	assert_int_equal(out->n_to, 1);
+	assert_int_equal(out->to[0], 1);
+	assert_int_equal(out->n_src, 0);
+	assert_int_equal(out->n_dst, 0);
+	assert_string_equal(out->action, "SMTP-Outgoing.Standard");
+	/* Policy defaults. */
+	assert_int_equal(out->tls_support, TLS_SUPPORT_ENABLED);
+	assert_int_equal(out->type, POLICY_PROXY);
+	assert_true(out->enabled);
+	in = &conf->policies[1];
+	assert_string_equal(in->name, "SMTP-Proxy-In");
+	assert_int_equal(in->from[0], 1);
+	assert_int_equal(in->to[0], 0);
+}
+
+/* The real testbed file must keep parsing (config_load path included). */
+static void
+test_testbed_file_loads(void **state)
+{
+	const char *path = SMTPGW_SRCDIR "/tests/testbed/smtpgw.conf";
+
+	if (config_load(conf, path, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(conf->path, path);
+	assert_true(conf->n_zones > 0);
+	assert_true(conf->n_policies > 0);
+}
+
+static void
+test_load_missing_file(void **state)
+{
+	assert_int_equal(config_load(conf, "/nonexistent/smtpgw.conf", err, sizeof(err)), -1);
+	assert_string_equal(err, "/nonexistent/smtpgw.conf: cannot open: No such file or directory");
+	assert_int_equal(config_load(conf, "/", err, sizeof(err)), -1);
+	assert_string_equal(err, "/: not a regular file");
+}
+
+static void
+test_defaults(void **state)
+{
+	parse_ok("");
+	assert_int_equal(conf->listen_port, 10025);
+	assert_int_equal(conf->queue, 0);
+	assert_int_equal(conf->workers, 0);
+	assert_string_equal(conf->user, "nobody");
+	assert_true(conf->spoof_source);
+	assert_int_equal(conf->connect_timeout, 30);
+	assert_int_equal(conf->max_sessions, 2000);
+	assert_int_equal(conf->max_sessions_per_client, 100);
+	assert_int_equal(conf->log, LOG_TO_STDERR);
+	assert_int_equal(conf->n_zones, 0);
+	assert_int_equal(conf->n_policies, 0);
+	assert_string_equal(err, "");
+}
+
+static void
+test_global_keys(void **state)
+{
+	parse_ok("[global]\n"
+	    "listen-port = 65535\n"
+	    "queue = 65535\n"
+	    "workers = 64\n"
+	    "user = smtpgw\n"
+	    "spoof-source = off\n"
+	    "connect-timeout = 600\n"
+	    "max-sessions = 1000000\n"
+	    "max-sessions-per-client = 1\n"
+	    "log = syslog\n");
+	assert_int_equal(conf->listen_port, 65535);
+	assert_int_equal(conf->queue, 65535);
+	assert_int_equal(conf->workers, 64);
+	assert_string_equal(conf->user, "smtpgw");
+	assert_false(conf->spoof_source);
+	assert_int_equal(conf->connect_timeout, 600);
+	assert_int_equal(conf->max_sessions, 1000000);
+	assert_int_equal(conf->max_sessions_per_client, 1);
+	assert_int_equal(conf->log, LOG_TO_SYSLOG);
+}
+
+static void
+test_booleans(void **state)
+{
+	static const struct {
+		const char *word;
+		bool value;
+	} cases[] = {
+		{"yes", true}, {"true", true}, {"on", true},
+		{"no", false}, {"false", false}, {"off", false},
+	};
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[global]\nspoof-source = %s\n", cases[i].word);
+		parse_ok(text);
+		assert_int_equal(conf->spoof_source, cases[i].value);
+	}
+}
+
+/* Comments, blank lines, indentation, CRLF and a missing final newline. */
+static void
+test_lexical(void **state)
+{
+	parse_ok("# comment\n"
+	    "; also a comment\n"
+	    "   \t\n"
+	    "  [global]   \r\n"
+	    "\tworkers\t=\t4   # four of them\r\n"
+	    "user = smtpgw # the daemon's own user\n"
+	    "queue = 7");
+	assert_int_equal(conf->workers, 4);
+	assert_int_equal(conf->queue, 7);
+	assert_string_equal(conf->user, "smtpgw");
+
+	/* '#' only starts a comment after white space. */
+	assert_int_equal(parse("[global]\nuser = no#body\n"), -1);
+	assert_string_equal(err, NAME ":2: user: \"no#body\" is not a valid user name");
+}
+
+static void
+test_zones(void **state)
+{
+	parse_ok("[zone lan]\n"
+	    "interfaces = eth0 eth1\tbond0.100\n"
+	    "interfaces = wg0\n"
+	    "[zone external]\n"
+	    "interfaces = ppp0\n"
+	    "external = no\n"
+	    "[zone partner]\n"
+	    "interfaces = vpn0\n"
+	    "external = yes\n");
+	assert_int_equal(conf->n_zones, 3);
+	assert_int_equal(conf->zones[0].n_ifaces, 4);
+	assert_string_equal(conf->zones[0].ifaces[2], "bond0.100");
+	assert_string_equal(conf->zones[0].ifaces[3], "wg0");
+	assert_false(conf->zones[0].external);
+	assert_false(conf->zones[1].external); /* said otherwise */
+	assert_true(conf->zones[2].external);
+	assert_int_equal(config_zone_of_iface(conf, "wg0"), 0);
+	assert_int_equal(config_zone_of_iface(conf, "vpn0"), 2);
+}
+
+/* [policy] sections keep their order: it is the match order. */
+static void
+test_policy_order_and_any(void **state)
+{
+	parse_ok("[zone a]\ninterfaces = a0\n"
+	    "[zone b]\ninterfaces = b0\n"
+	    "[policy zeta]\nfrom = any\nto = any\naction = z\n"
+	    "[policy alpha]\nfrom = b a\nto = any\ntype = packet-filter\n"
+	    "[policy mu]\nfrom = a\nto = b\nsrc = 192.0.2.0/24 2001:db8::/32\n"
+	    "dst = any\ntls-support = required\nenabled = no\naction = m\n");
+	assert_int_equal(conf->n_policies, 3);
+	assert_string_equal(conf->policies[0].name, "zeta");
+	assert_string_equal(conf->policies[1].name, "alpha");
+	assert_string_equal(conf->policies[2].name, "mu");
+	assert_int_equal(conf->policies[0].line, 5);
+	assert_int_equal(conf->policies[1].line, 9);
+	assert_int_equal(conf->policies[2].line, 13);
+
+	/* "any" is an empty list. */
+	assert_int_equal(conf->policies[0].n_from, 0);
+	assert_int_equal(conf->policies[0].n_to, 0);
+
+	/* Zone lists keep their order; packet-filter needs no action. */
+	assert_int_equal(conf->policies[1].n_from, 2);
+	assert_int_equal(conf->policies[1].from[0], 1);
+	assert_int_equal(conf->policies[1].from[1], 0);
+	assert_int_equal(conf->policies[1].type, POLICY_PACKET_FILTER);
+	assert_string_equal(conf->policies[1].action, "");
+
+	assert_int_equal(conf->policies[2].n_src, 2);
+	assert_int_equal(conf->policies[2].src[0].family, AF_INET);
+	assert_int_equal(conf->policies[2].src[0].len, 24);
+	assert_int_equal(conf->policies[2].src[1].family, AF_INET6);
+	assert_int_equal(conf->policies[2].src[1].len, 32);
+	assert_int_equal(conf->policies[2].n_dst, 0);
+	assert_int_equal(conf->policies[2].tls_support, TLS_SUPPORT_REQUIRED);
+	assert_false(conf->policies[2].enabled);
+}
+
+static void
+test_tls_support_ports(void **state)
+{
+	static const struct {
+		enum tls_support tls;
+		uint16_t port;
+		bool covered;
+	} cases[] = {
+		{TLS_SUPPORT_DISABLED, 25, true},
+		{TLS_SUPPORT_DISABLED, 465, false},
+		{TLS_SUPPORT_ENABLED, 25, true},
+		{TLS_SUPPORT_ENABLED, 465, true},
+		{TLS_SUPPORT_ENABLED, 587, false},
+		{TLS_SUPPORT_REQUIRED, 25, false},
+		{TLS_SUPPORT_REQUIRED, 465, true},
+	};
+	struct conf_policy p;
+
+	memset(&p, 0, sizeof(p));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p.tls_support = cases[i].tls;
+		assert_int_equal(policy_covers_port(&p, cases[i].port), cases[i].covered);
+	}
+	assert_string_equal(tls_support_name(TLS_SUPPORT_DISABLED), "disabled");
+	assert_string_equal(tls_support_name(TLS_SUPPORT_ENABLED), "enabled");
+	assert_string_equal(tls_support_name(TLS_SUPPORT_REQUIRED), "required");
+}
+
+/* A valid zone pair and policy head to build error cases on. */
+#define ZONES "[zone a]\ninterfaces = a0\n[zone b]\ninterfaces = b0\n" /* lines 1-4 */
+
+static const struct {
+	const char *text;
+	const char *err;
+} errors[] = {
+	/* structure */
+	{"workers = 2\n", NAME ":1: \"workers\" outside any section"},
+	{"\n\n[frobnicate]\n",
+	    NAME ":3: unknown section [frobnicate] (expected global, zone or policy)"},
+	{"[global\n", NAME ":1: malformed section header (expected [kind name])"},
+	{"[global] x\n", NAME ":1: malformed section header (expected [kind name])"},
+	{"[global x]\n", NAME ":1: [global] takes no name"},
+	{"[global]\nworkers\n", NAME ":2: expected \"key = value\" or [section]"},
+	{"[global]\n = 2\n", NAME ":2: missing key before '='"},
+	{"[global]\nuser =\n", NAME ":2: user: missing value"},
+	{"[global]\nuser =   # nobody\n", NAME ":2: user: missing value"},
+
+	/* [global] */
+	{"[global]\n# x\nfoo = 1\n", NAME ":3: unknown key \"foo\" in [global]"},
+	{"[global]\nlisten-port = 0\n", NAME ":2: listen-port: 0 is out of range (1..65535)"},
+	{"[global]\nlisten-port = 65536\n",
+	    NAME ":2: listen-port: 65536 is out of range (1..65535)"},
+	{"[global]\nworkers = 65\n", NAME ":2: workers: 65 is out of range (0..64)"},
+	{"[global]\nconnect-timeout = 601\n",
+	    NAME ":2: connect-timeout: 601 is out of range (1..600)"},
+	{"[global]\nmax-sessions = 0\n", NAME ":2: max-sessions: 0 is out of range (1..1000000)"},
+	{"[global]\nqueue = -1\n", NAME ":2: queue: \"-1\" is not a number"},
+	{"[global]\nqueue = +1\n", NAME ":2: queue: \"+1\" is not a number"},
+	{"[global]\nworkers = 4x\n", NAME ":2: workers: \"4x\" is not a number"},
+	{"[global]\nqueue = 99999999999999999999999\n",
+	    NAME ":2: queue: \"99999999999999999999999\" is not a number"},
+	{"[global]\nspoof-source = maybe\n",
+	    NAME ":2: spoof-source: expected yes or no, got \"maybe\""},
+	{"[global]\nspoof-source = YES\n", NAME ":2: spoof-source: expected yes or no, got \"YES\""},
+	{"[global]\nlog = file\n", NAME ":2: log: expected stderr or syslog, got \"file\""},
+	{"[global]\nuser = -x\n", NAME ":2: user: \"-x\" is not a valid user name"},
+
+	/* [zone] */
+	{"[zone]\n", NAME ":1: [zone NAME]: \"\" is not a valid name"},
+	{"[zone a b]\n", NAME ":1: [zone NAME]: \"a b\" is not a valid name"},
+	{"[zone a]\n[zone b]\n[zone a]\n", NAME ":3: zone \"a\" is defined twice"},
+	{"[zone a]\ncolour = red\n", NAME ":2: unknown key \"colour\" in [zone a]"},
+	{"[zone a]\nexternal = 1\n", NAME ":2: external: expected yes or no, got \"1\""},
+	{"[zone a]\ninterfaces = eth0 a/b\n",
+	    NAME ":2: interfaces: \"a/b\" is not a valid interface name"},
+	{"[zone a]\ninterfaces = abcdefghijklmnop\n",
+	    NAME ":2: interfaces: \"abcdefghijklmnop\" is not a valid interface name"},
+	{"[zone a]\ninterfaces = eth0\n\n[zone b]\ninterfaces = eth1 eth0\n",
+	    NAME ":4: interface eth0 is in zone a and zone b"},
+	{"\n[zone a]\ninterfaces = eth0\ninterfaces = eth0\n",
+	    NAME ":2: zone a: interface eth0 listed twice"},
+
+	/* [policy] */
+	{ZONES "[policy p]\n[policy q]\n[policy p]\n", NAME ":7: policy \"p\" is defined twice"},
+	{ZONES "[policy p]\nfrom = a\nsize = 3\n", NAME ":7: unknown key \"size\" in [policy p]"},
+	{ZONES "[policy p]\nto = a\naction = x\n", NAME ":5: policy p: missing \"from\" (zones or any)"},
+	{ZONES "[policy p]\nfrom = a\naction = x\n", NAME ":5: policy p: missing \"to\" (zones or any)"},
+	{ZONES "[policy p]\nfrom = a\nto = b\n",
+	    NAME ":5: policy p: missing \"action\" (a proxy action name)"},
+	{ZONES "[policy p]\nfrom = a\nto = b\ntype = proxy\n",
+	    NAME ":5: policy p: missing \"action\" (a proxy action name)"},
+	/* Undefined zones are reported at the policy's header line. */
+	{ZONES "[policy ok]\nfrom = a\nto = b\naction = x\n\n"
+	    "[policy p]\nfrom = a nowhere\nto = b\naction = x\n",
+	    NAME ":10: from: zone \"nowhere\" is not defined"},
+	{ZONES "[policy p]\nfrom = a\nto = c\naction = x\n[zone c2]\n",
+	    NAME ":5: to: zone \"c\" is not defined"},
+	/* "any" only means any when it stands alone. */
+	{ZONES "[policy p]\nfrom = any a\nto = b\naction = x\n",
+	    NAME ":5: from: zone \"any\" is not defined"},
+	{ZONES "[policy p]\nfrom = a\nto = b\nsrc = 192.0.2.1/24\n",
+	    NAME ":8: src: \"192.0.2.1/24\" is not an address or prefix (host bits must be zero)"},
+	{ZONES "[policy p]\nfrom = a\nto = b\ndst = 2001:db8::1/32\n",
+	    NAME ":8: dst: \"2001:db8::1/32\" is not an address or prefix (host bits must be zero)"},
+	{ZONES "[policy p]\nfrom = a\nto = b\ndst = 192.0.2.0/33\n",
+	    NAME ":8: dst: \"192.0.2.0/33\" is not an address or prefix (host bits must be zero)"},
+	{ZONES "[policy p]\nsrc = mail.example.com\n",
+	    NAME ":6: src: \"mail.example.com\" is not an address or prefix (host bits must be zero)"},
+	{ZONES "[policy p]\ntls-support = optional\n",
+	    NAME ":6: tls-support: expected disabled, enabled or required, got \"optional\""},
+	{ZONES "[policy p]\ntype = nat\n",
+	    NAME ":6: type: expected proxy or packet-filter, got \"nat\""},
+	{ZONES "[policy p]\nenabled = maybe\n", NAME ":6: enabled: expected yes or no, got \"maybe\""},
+	{ZONES "[policy p]\naction = a b\n",
+	    NAME ":6: action: \"a b\" is not a valid proxy action name"},
+};
+
+static void
+test_errors(void **state)
+{
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		err[0] = '\0';
+		if (parse(errors[i].text) != -1)
+			fail_msg("case %zu parsed; expected %s", i, errors[i].err);
+		if (strcmp(err, errors[i].err) != 0)
+			fail_msg("case %zu:\n  got      %s\n  expected %s", i, err, errors[i].err);
+	}
+}
+
+static void
+test_nul_byte(void **state)
+{
+	static const char text[] = "[global]\nuser = no\0body\nworkers = 1\n";
+
+	assert_int_equal(config_parse(conf, NAME, text, sizeof(text) - 1, err, sizeof(err)), -1);
+	assert_string_equal(err, NAME ":2: NUL byte in line");
+}
+
+static void
+test_line_length(void **state)
+{
+	char text[CONF_LINE_MAX + 64];
+	size_t n;
+
+	/* A line of exactly CONF_LINE_MAX bytes (newline excluded) is fine ... */
+	n = (size_t)snprintf(text, sizeof(text), "[global]\n");
+	memset(text + n, '#', CONF_LINE_MAX);
+	n += CONF_LINE_MAX;
+	memcpy(text + n, "\nworkers = 3\n", 14);
+	parse_ok(text);
+	assert_int_equal(conf->workers, 3);
+
+	/* ... one byte more is not, newline or not. */
+	n = (size_t)snprintf(text, sizeof(text), "[global]\n");
+	memset(text + n, '#', CONF_LINE_MAX + 1);
+	text[n + CONF_LINE_MAX + 1] = '\0';
+	assert_int_equal(parse(text), -1);
+	assert_string_equal(err, NAME ":2: line longer than 1024 bytes");
+}
+
+static void
+test_file_too_large(void **state)
+{
+	size_t len = CONF_FILE_MAX + 1;
+	char *text = malloc(len);
+
+	assert_non_null(text);
+	memset(text, '\n', len);
+	assert_int_equal(config_parse(conf, NAME, text, len, err, sizeof(err)), -1);
+	assert_string_equal(err, NAME ": file is larger than 1048576 bytes");
+	free(text);
+}
+
+static void
+test_list_limits(void **state)
+{
+	char text[4096];
+	size_t n;
+
+	/* CONF_MAX_IFACES interfaces fit in a zone, one more does not. */
+	n = (size_t)snprintf(text, sizeof(text), "[zone a]\ninterfaces =");
+	for (int i = 0; i < CONF_MAX_IFACES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, " e%d", i);
+	snprintf(text + n, sizeof(text) - n, "\n");
+	parse_ok(text);
+	assert_int_equal(conf->zones[0].n_ifaces, CONF_MAX_IFACES);
+	snprintf(text + n, sizeof(text) - n, "\ninterfaces = extra\n");
+	assert_int_equal(parse(text), -1);
+	assert_string_equal(err, NAME ":3: interfaces: more than 32 interfaces in one zone");
+
+	n = (size_t)snprintf(text, sizeof(text), "[zone a]\n[policy p]\nsrc =");
+	for (int i = 0; i <= CONF_MAX_PREFIXES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, " 10.0.%d.0/24", i);
+	snprintf(text + n, sizeof(text) - n, "\n");
+	assert_int_equal(parse(text), -1);
+	assert_string_equal(err, NAME ":3: src: more than 32 prefixes");
+}
+
+/* The error buffer is always terminated, even when it is too small. */
+static void
+test_small_error_buffer(void **state)
+{
+	char small[10];
+
+	memset(small, 'x', sizeof(small));
+	assert_int_equal(config_parse(conf, NAME, "[x]\n", 4, small, sizeof(small)), -1);
+	assert_string_equal(small, NAME ":1:");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_testbed_shape),
+		cmocka_unit_test(test_testbed_file_loads),
+		cmocka_unit_test(test_load_missing_file),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_global_keys),
+		cmocka_unit_test(test_booleans),
+		cmocka_unit_test(test_lexical),
+		cmocka_unit_test(test_zones),
+		cmocka_unit_test(test_policy_order_and_any),
+		cmocka_unit_test(test_tls_support_ports),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_nul_byte),
+		cmocka_unit_test(test_line_length),
+		cmocka_unit_test(test_file_too_large),
+		cmocka_unit_test(test_list_limits),
+		cmocka_unit_test(test_small_error_buffer),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
