@@ -6,6 +6,7 @@
  * the parse with "file:line: message".
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -65,6 +66,21 @@ config_defaults(struct config *c)
 	c->max_sessions = 2000;
 	c->max_sessions_per_client = 100;
 	c->log = LOG_TO_STDERR;
+	c->smtp.max_message_size = 50ull * 1024 * 1024;
+	c->smtp.max_recipients = 1000;
+	c->smtp.max_line_length = 998;
+	c->smtp.bare_newline_normalize = false;
+	c->smtp.allow_vrfy = false;
+	c->smtp.allow_expn = false;
+	c->smtp.allow_auth = true;
+	c->smtp.allow_chunking = true;
+	c->smtp.t_client_command = 300;
+	c->smtp.t_client_data = 180;
+	c->smtp.t_server_greeting = 300;
+	c->smtp.t_server_command = 300;
+	c->smtp.t_server_data_init = 120;
+	c->smtp.t_server_data_block = 180;
+	c->smtp.t_server_data_end = 600;
 }
 
 const char *
@@ -167,11 +183,85 @@ split_words(char *v, char **words, int max)
 	return n;
 }
 
+static const struct {
+	const char *key;
+	size_t off;
+} smtp_timeouts[] = {
+	{ "timeout-client-command", offsetof(struct smtp_limits, t_client_command) },
+	{ "timeout-client-data", offsetof(struct smtp_limits, t_client_data) },
+	{ "timeout-server-greeting", offsetof(struct smtp_limits, t_server_greeting) },
+	{ "timeout-server-command", offsetof(struct smtp_limits, t_server_command) },
+	{ "timeout-server-data-init", offsetof(struct smtp_limits, t_server_data_init) },
+	{ "timeout-server-data-block", offsetof(struct smtp_limits, t_server_data_block) },
+	{ "timeout-server-data-end", offsetof(struct smtp_limits, t_server_data_end) },
+};
+
+static const struct {
+	const char *key;
+	size_t off;
+} smtp_bools[] = {
+	{ "allow-vrfy", offsetof(struct smtp_limits, allow_vrfy) },
+	{ "allow-expn", offsetof(struct smtp_limits, allow_expn) },
+	{ "allow-auth", offsetof(struct smtp_limits, allow_auth) },
+	{ "allow-chunking", offsetof(struct smtp_limits, allow_chunking) },
+};
+
+/* SMTP limits: [global] today; proxy actions will carry their own. */
+static int
+smtp_kv(struct parser *p, struct smtp_limits *l, const char *k, char *v, bool *handled)
+{
+	unsigned long n;
+
+	*handled = true;
+	for (size_t i = 0; i < ARRAY_SIZE(smtp_timeouts); i++) {
+		if (strcmp(k, smtp_timeouts[i].key) != 0)
+			continue;
+		if (parse_uint(p, k, v, 1, 3600, &n) < 0)
+			return -1;
+		*(unsigned *)(void *)((char *)l + smtp_timeouts[i].off) = (unsigned)n;
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(smtp_bools); i++)
+		if (!strcmp(k, smtp_bools[i].key))
+			return parse_bool(p, k, v, (bool *)(void *)((char *)l + smtp_bools[i].off));
+	if (!strcmp(k, "max-message-size")) {
+		/* 1 KiB .. 2 GiB: SIZE is advertised with this value */
+		if (parse_uint(p, k, v, 1024, 2147483647ul, &n) < 0)
+			return -1;
+		l->max_message_size = n;
+	} else if (!strcmp(k, "max-recipients")) {
+		if (parse_uint(p, k, v, 1, 100000, &n) < 0)
+			return -1;
+		l->max_recipients = (unsigned)n;
+	} else if (!strcmp(k, "max-line-length")) {
+		/* RFC 5321 allows 998; longer only where the admin says so */
+		if (parse_uint(p, k, v, 78, 65536, &n) < 0)
+			return -1;
+		l->max_line_length = (unsigned)n;
+	} else if (!strcmp(k, "bare-newline")) {
+		if (!strcmp(v, "reject"))
+			l->bare_newline_normalize = false;
+		else if (!strcmp(v, "normalize"))
+			l->bare_newline_normalize = true;
+		else
+			return perr(p, p->line, "bare-newline: expected reject or normalize, got \"%s\"", v);
+	} else {
+		*handled = false;
+	}
+	return 0;
+}
+
 static int
 global_kv(struct parser *p, const char *k, char *v)
 {
 	struct config *c = p->c;
 	unsigned long n;
+	bool handled;
+
+	if (smtp_kv(p, &c->smtp, k, v, &handled) < 0)
+		return -1;
+	if (handled)
+		return 0;
 
 	if (!strcmp(k, "listen-port")) {
 		if (parse_uint(p, k, v, 1, 65535, &n) < 0)
@@ -186,7 +276,8 @@ global_kv(struct parser *p, const char *k, char *v)
 			return -1;
 		c->workers = (unsigned)n;
 	} else if (!strcmp(k, "user")) {
-		if (!valid_name(v, sizeof(c->user)))
+		/* system users may start with '_' (_smtpgw) */
+		if (!valid_name(v[0] == '_' ? v + 1 : v, sizeof(c->user) - 1))
 			return perr(p, p->line, "user: \"%s\" is not a valid user name", v);
 		snprintf(c->user, sizeof(c->user), "%s", v);
 	} else if (!strcmp(k, "spoof-source")) {
@@ -373,6 +464,8 @@ section_line(struct parser *p, char *s)
 	if (!strcmp(kind, "zone")) {
 		if (!valid_name(name, CONF_NAME_MAX))
 			return perr(p, p->line, "[zone NAME]: \"%s\" is not a valid name", name);
+		if (!strcmp(name, "any"))
+			return perr(p, p->line, "[zone any]: \"any\" is reserved (it means every zone)");
 		if (config_zone_index(c, name) >= 0)
 			return perr(p, p->line, "zone \"%s\" is defined twice", name);
 		if (c->n_zones == CONF_MAX_ZONES)

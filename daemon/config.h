@@ -8,7 +8,8 @@
  *
  *   [global]              listen-port, queue, workers, user, spoof-source,
  *                         connect-timeout, max-sessions,
- *                         max-sessions-per-client, log
+ *                         max-sessions-per-client, log, and the SMTP
+ *                         limits and timeouts (struct smtp_limits)
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
@@ -74,6 +75,22 @@ struct conf_policy {
 	char to_names[CONF_MAX_ZONEREFS][CONF_NAME_MAX];
 };
 
+/*
+ * SMTP engine limits and timeouts (RFC 5321 4.5.3).  Timeouts in seconds:
+ * client-* is how long we wait for the client, server-* for the real
+ * destination, per RFC 5321 4.5.3.2.
+ */
+struct smtp_limits {
+	uint64_t max_message_size;   /* octets as delivered */
+	unsigned max_recipients;
+	unsigned max_line_length;    /* message line, without CRLF */
+	bool bare_newline_normalize; /* else reject */
+	bool allow_vrfy, allow_expn, allow_auth, allow_chunking;
+	unsigned t_client_command, t_client_data;
+	unsigned t_server_greeting, t_server_command, t_server_data_init;
+	unsigned t_server_data_block, t_server_data_end;
+};
+
 struct config {
 	char path[256];
 	uint16_t listen_port;
@@ -85,6 +102,7 @@ struct config {
 	unsigned max_sessions;    /* per worker process */
 	unsigned max_sessions_per_client;
 	enum log_target log;
+	struct smtp_limits smtp;
 	int n_zones;
 	struct conf_zone zones[CONF_MAX_ZONES];
 	int n_policies;

@@ -37,7 +37,7 @@ io_update(struct io *io)
 static void
 io_timeout_cb(struct ev_timer *t)
 {
-	struct io *io = (struct io *)((char *)t - offsetof(struct io, timer));
+	struct io *io = container_of(t, struct io, timer);
 
 	if (io->flags & IO_F_DEAD)
 		return;
@@ -133,6 +133,15 @@ io_printf(struct io *io, const char *fmt, ...)
 }
 
 void
+io_kick(struct io *io)
+{
+	if (io->flags & IO_F_DEAD)
+		return;
+	io_flush(io);
+	io_update(io);
+}
+
+void
 io_pause(struct io *io)
 {
 	io->flags |= IO_F_PAUSED;
@@ -202,7 +211,7 @@ io_handle_connect(struct io *io)
 static void
 io_handler(struct ev_fd *e, uint32_t revents)
 {
-	struct io *io = (struct io *)((char *)e - offsetof(struct io, ev));
+	struct io *io = container_of(e, struct io, ev);
 
 	if (io->flags & IO_F_DEAD)
 		return;

@@ -64,6 +64,11 @@ int io_connect(struct io *io, const union sockaddr_any *dst);
 /* Queue bytes for sending; -1 if the output buffer would exceed its max. */
 int io_write(struct io *io, const void *p, size_t n);
 int io_printf(struct io *io, const char *fmt, ...) PRINTF_LIKE(2, 3);
+/*
+ * Re-evaluate after the owner worked on the buffers directly: send what it
+ * appended to io->out, read again if it consumed from a full io->in.
+ */
+void io_kick(struct io *io);
 void io_pause(struct io *io);
 void io_resume(struct io *io);
 /* Inactivity timeout; 0 disables.  Re-armed on every read or write. */

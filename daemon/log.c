@@ -2,6 +2,7 @@
  * log - stderr or syslog, one line per event.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -30,7 +31,7 @@ log_set_procname(const char *procname)
 	(void)strlcpy_checked(log_proc, procname, sizeof(log_proc));
 }
 
-static void
+static void PRINTF_LIKE(3, 0)
 log_vemit(enum log_level lvl, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -97,26 +98,19 @@ log_sid(enum log_level lvl, uint64_t sid, const char *fmt, ...)
 	va_end(ap);
 }
 
-const char *
-log_quote(char *dst, size_t dstlen, const char *src, size_t srclen)
+/* Escape src into dst while it fits in room bytes; returns bytes written, *done = all of src. */
+static size_t
+quote_into(char *dst, size_t room, const char *src, size_t srclen, bool *done)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t o = 0, i;
 
-	if (dstlen == 0)
-		return dst;
-	for (size_t i = 0; i < srclen; i++) {
+	for (i = 0; i < srclen; i++) {
 		unsigned char c = (unsigned char)src[i];
-		int plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
-		size_t need = plain ? 1 : 4;
+		bool plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
 
-		if (o + need + 4 > dstlen) {
-			if (o + 4 <= dstlen) {
-				memcpy(dst + o, "...", 3);
-				o += 3;
-			}
+		if (o + (plain ? 1 : 4) > room)
 			break;
-		}
 		if (plain) {
 			dst[o++] = (char)c;
 		} else {
@@ -124,6 +118,27 @@ log_quote(char *dst, size_t dstlen, const char *src, size_t srclen)
 			dst[o++] = 'x';
 			dst[o++] = hex[c >> 4];
 			dst[o++] = hex[c & 15];
+		}
+	}
+	*done = i == srclen;
+	return o;
+}
+
+const char *
+log_quote(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	size_t o;
+	bool done;
+
+	if (dstlen == 0)
+		return dst;
+	o = quote_into(dst, dstlen - 1, src, srclen, &done);
+	if (!done) {
+		/* Did not fit: keep whole escapes only, and end with "...". */
+		o = dstlen >= 4 ? quote_into(dst, dstlen - 4, src, srclen, &done) : 0;
+		if (o + 4 <= dstlen) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
 		}
 	}
 	dst[o] = '\0';

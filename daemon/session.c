@@ -1,6 +1,7 @@
 /*
  * session - the two legs of an intercepted connection, the upstream
- * connect (optionally from the client's own address), and the relay.
+ * connect (optionally from the client's own address), and the handover
+ * to the SMTP engine.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -130,9 +131,9 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 
 	io_init(&s->client.io, fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
 	s->client.io.lowat = LEG_OUT_LOWAT;
-	/* Nothing is read from the client before the upstream greets. */
+	/* Nothing is read from the client before the upstream connection is up. */
 	io_pause(&s->client.io);
-	io_set_timeout(&s->client.io, SESSION_IDLE_MS);
+	smtp_init(s, &inspect_allow);
 
 	log_sid(LOG_LVL_INFO, s->id,
 	    "session start client=%s server=%s zone=%s direction=%s policy=%s spoof=%s",
@@ -157,13 +158,59 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 	return s;
 }
 
+struct session *
+session_attach(int cfd, int sfd, const struct config *conf, const struct inspector *insp)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	socklen_t len;
+
+	s->id = random_id();
+	s->conf = conf;
+	s->mf.zone = s->mf.policy = -1;
+	s->start_ms = now_ms();
+	s->client.s = s->server.s = s;
+	s->client.name = "client";
+	s->server.name = "server";
+	len = sizeof(s->client.peer);
+	(void)getpeername(cfd, &s->client.peer.sa, &len);
+	s->next = sessions;
+	if (sessions)
+		sessions->prev = s;
+	sessions = s;
+	n_sessions++;
+	io_init(&s->client.io, cfd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
+	s->client.io.lowat = LEG_OUT_LOWAT;
+	io_init(&s->server.io, sfd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
+	s->server.io.lowat = LEG_OUT_LOWAT;
+	smtp_init(s, insp);
+	s->state = SESSION_SMTP;
+	smtp_upstream_connected(s);
+	return s;
+}
+
+void
+session_finish(struct session *s, const char *reason)
+{
+	if (s->dead || s->state == SESSION_CLOSING)
+		return;
+	s->end_reason = reason;
+	io_close(&s->server.io);
+	s->state = SESSION_CLOSING;
+	io_shutdown_after_flush(&s->client.io);
+	io_set_timeout(&s->client.io, SESSION_LINGER_MS);
+	io_resume(&s->client.io);
+}
+
 void
 session_close(struct session *s, const char *reason)
 {
 	if (s->dead)
 		return;
 	s->dead = true;
+	if (s->state == SESSION_CLOSING && s->end_reason)
+		reason = s->end_reason;
 	s->end_reason = reason;
+	ev_timer_cancel(&s->px.ctimer);
 	io_close(&s->client.io);
 	io_close(&s->server.io);
 	log_sid(LOG_LVL_INFO, s->id,
@@ -190,6 +237,7 @@ session_reap(void)
 		struct session *s = dead_sessions;
 
 		dead_sessions = s->next;
+		smtp_free(s);
 		free(s);
 	}
 }
@@ -228,78 +276,6 @@ session_close_all(const char *reason)
 		session_close(sessions, reason);
 }
 
-/*
- * Relay: move what one leg received into the other leg's output, bounded
- * by the output buffer; a full output pauses the reading side until the
- * output drains to its low-water mark.
- */
-static void
-relay_move(struct leg *from, struct leg *to)
-{
-	struct buf *in = &from->io.in;
-	size_t n = buf_len(in);
-
-	if (n > buf_room(&to->io.out))
-		n = buf_room(&to->io.out);
-	if (n > 0) {
-		if (io_write(&to->io, buf_head(in), n) < 0) {
-			session_close(from->s, "relay-write");
-			return;
-		}
-		buf_consume(in, n);
-	}
-	if (buf_len(in) > 0)
-		io_pause(&from->io);
-	else if (!(from->io.flags & IO_F_EOF))
-		io_resume(&from->io);
-}
-
-static struct leg *
-other_leg(struct leg *l)
-{
-	return l == &l->s->client ? &l->s->server : &l->s->client;
-}
-
-static void
-relay_event(struct leg *l, enum io_event ev)
-{
-	struct session *s = l->s;
-	struct leg *o = other_leg(l);
-
-	switch (ev) {
-	case IO_DATAIN:
-		l->bytes_in += buf_len(&l->io.in);
-		relay_move(l, o);
-		break;
-	case IO_LOWAT:
-		/* Our output drained: the other side may read again. */
-		relay_move(o, l);
-		break;
-	case IO_EOF:
-		relay_move(l, o);
-		if (s->dead)
-			return;
-		if (buf_len(&l->io.in) > 0) {
-			session_close(s, "relay-overflow");
-			return;
-		}
-		/* Pass the half-close on; end when both directions are done. */
-		io_shutdown_after_flush(&o->io);
-		if (o->io.flags & IO_F_EOF)
-			session_close(s, l == &s->client ? "client-quit" : "server-quit");
-		break;
-	case IO_TIMEOUT:
-		session_close(s, "idle-timeout");
-		break;
-	case IO_ERROR:
-		log_sid(LOG_LVL_INFO, s->id, "session %s error=\"%s\"", l->name, l->io.error);
-		session_close(s, l == &s->client ? "client-error" : "server-error");
-		break;
-	case IO_CONNECTED:
-		break;
-	}
-}
-
 static void
 upstream_failed(struct session *s, const char *why)
 {
@@ -329,9 +305,9 @@ server_cb(struct io *io, enum io_event ev, void *arg)
 			log_sid(LOG_LVL_INFO, s->id, "session upstream connected local=%s ms=%llu",
 			    addr_fmt(&l->local, buf, sizeof(buf)),
 			    (unsigned long long)(now_ms() - s->start_ms));
-			s->state = SESSION_RELAY;
-			io_set_timeout(io, SESSION_IDLE_MS);
-			relay_move(&s->client, l);
+			s->state = SESSION_SMTP;
+			io_set_timeout(io, 0);
+			smtp_upstream_connected(s);
 			return;
 		}
 		case IO_TIMEOUT:
@@ -342,7 +318,8 @@ server_cb(struct io *io, enum io_event ev, void *arg)
 			return;
 		}
 	}
-	relay_event(l, ev);
+	if (s->state == SESSION_SMTP)
+		smtp_server_event(s, (int)ev);
 }
 
 static void
@@ -361,10 +338,10 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 		if (ev == IO_DATAIN)
 			buf_reset(&io->in);
 		else if (ev != IO_LOWAT)
-			session_close(s, "refused");
+			session_close(s, s->end_reason ? s->end_reason : "refused");
 		return;
-	case SESSION_RELAY:
-		relay_event(l, ev);
+	case SESSION_SMTP:
+		smtp_client_event(s, (int)ev);
 		return;
 	}
 }

@@ -6,9 +6,9 @@
  * is server-speaks-first); if that fails or times out the client gets
  * "421 4.4.1" and a clean close, never a silent drop.
  *
- * Until the SMTP engine lands, a connected session relays bytes between
- * the legs (session_relay_*).  The engine replaces exactly that part: it
- * consumes leg->io.in on each side and writes re-framed SMTP to the other.
+ * Once the server leg is up, the SMTP engine (smtp_proxy.c) owns both
+ * legs' input: it parses every command, reply and message line and writes
+ * re-framed SMTP to the other leg.  No byte is relayed unparsed.
  *
  * Sessions are freed only from the event loop's idle hook (session_reap),
  * so closing a session from inside any io callback is safe.
@@ -22,15 +22,15 @@
 #include "addr.h"
 #include "config.h"
 #include "io.h"
+#include "inspect.h"
 #include "mark.h"
+#include "smtp_proxy.h"
 
 /* Per-leg buffer bounds (bytes): what one peer can make us hold. */
 #define LEG_IN_MAX (64 * 1024)
 #define LEG_OUT_MAX (256 * 1024)
 #define LEG_OUT_LOWAT (64 * 1024)
 
-/* No traffic in either direction for this long ends a relayed session (RFC 5321 4.5.3.2: 10 min for the longest wait). */
-#define SESSION_IDLE_MS (10u * 60u * 1000u)
 /* Time to flush a final reply to a client before the socket is dropped. */
 #define SESSION_LINGER_MS 10000u
 
@@ -46,7 +46,7 @@ struct leg {
 
 enum session_state {
 	SESSION_CONNECTING, /* server leg connecting; the client hears nothing yet */
-	SESSION_RELAY,
+	SESSION_SMTP,       /* the engine runs */
 	SESSION_CLOSING,    /* flushing a final reply to the client */
 };
 
@@ -61,6 +61,7 @@ struct session {
 	uint64_t start_ms;
 	struct leg client, server;
 	const char *end_reason;
+	struct smtp_proxy px;
 };
 
 /*
@@ -71,6 +72,14 @@ struct session {
 struct session *session_start(int fd, const union sockaddr_any *client,
     const union sockaddr_any *orig_dst, const struct mark_fields *mf,
     const struct config *conf);
+/*
+ * Take over two connected sockets (tests and fuzzers drive the engine
+ * through socket pairs): the server leg is treated as already connected.
+ */
+struct session *session_attach(int cfd, int sfd, const struct config *conf,
+    const struct inspector *insp);
+/* Flush what is queued to the client, then close both legs. */
+void session_finish(struct session *s, const char *reason);
 /* End a session now; the reason goes to the log. */
 void session_close(struct session *s, const char *reason);
 /* Free the sessions closed since the last call (ev idle hook). */

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* The struct that holds member m at address p (through void * for alignment checkers). */
+#define container_of(p, type, m) ((type *)(void *)((char *)(p) - offsetof(type, m)))
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 #define NORETURN __attribute__((noreturn))
