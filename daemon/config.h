@@ -99,7 +99,7 @@ struct config {
 	char user[CONF_NAME_MAX];
 	bool spoof_source;
 	unsigned connect_timeout; /* seconds */
-	unsigned max_sessions;    /* per worker process */
+	unsigned max_sessions;    /* in total, all workers */
 	unsigned max_sessions_per_client;
 	enum log_target log;
 	struct smtp_limits smtp;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "limits.h"
 #include "listen.h"
 #include "log.h"
 #include "classifier.h"
@@ -154,23 +155,31 @@ child_run(enum role role, int ready_fd)
 static pid_t
 spawn(enum role role, int ready_fd)
 {
-	pid_t pid = fork();
+	int slot = -1;
+	pid_t pid;
 
+	for (int i = 0; i < MAX_CHILDREN && slot < 0; i++)
+		if (children[i].pid == 0)
+			slot = i;
+	if (slot < 0) {
+		log_err("spawn error=\"child table full\"");
+		return -1;
+	}
+	/* The child's table index is also its slot in the shared limits. */
+	limits_clear_slot((unsigned)slot);
+	pid = fork();
 	if (pid < 0) {
 		log_err("fork error=\"%s\"", strerror(errno));
 		return -1;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		limits_use_slot((unsigned)slot);
 		child_run(role, ready_fd);
-	for (int i = 0; i < MAX_CHILDREN; i++) {
-		if (children[i].pid == 0) {
-			children[i].pid = pid;
-			children[i].role = role;
-			children[i].draining = false;
-			return pid;
-		}
 	}
-	fatal("child table full");
+	children[slot].pid = pid;
+	children[slot].role = role;
+	children[slot].draining = false;
+	return pid;
 }
 
 /* Spawn a classifier and the workers; wait until each reported ready. */
@@ -354,6 +363,8 @@ supervise(const char *path)
 				bool draining = children[i].draining;
 
 				children[i].pid = 0;
+				/* its sessions are gone with it */
+				limits_clear_slot((unsigned)i);
 				if (draining) {
 					log_info("master drained worker pid=%d", (int)pid);
 					break;
@@ -433,6 +444,10 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (limits_init(MAX_CHILDREN) < 0) {
+		log_err("session limits: cannot map shared memory: %s", strerror(errno));
+		return 1;
+	}
 	lfds[0] = listen_transparent(AF_INET, conf->listen_port, err, sizeof(err));
 	if (lfds[0] < 0) {
 		log_err("listen family=ipv4 error=\"%s\"", err);

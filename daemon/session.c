@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "limits.h"
 #include "log.h"
 #include "session.h"
 #include "util.h"
@@ -128,6 +129,9 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 		sessions->prev = s;
 	sessions = s;
 	n_sessions++;
+	s->limit_bucket = limits_bucket(client);
+	s->counted = true;
+	limits_take(s->limit_bucket);
 
 	io_init(&s->client.io, fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
 	s->client.io.lowat = LEG_OUT_LOWAT;
@@ -211,6 +215,9 @@ session_close(struct session *s, const char *reason)
 		reason = s->end_reason;
 	s->end_reason = reason;
 	ev_timer_cancel(&s->px.ctimer);
+	if (s->counted)
+		limits_release(s->limit_bucket);
+	s->counted = false;
 	io_close(&s->client.io);
 	io_close(&s->server.io);
 	log_sid(LOG_LVL_INFO, s->id,
@@ -246,27 +253,6 @@ unsigned
 session_count(void)
 {
 	return n_sessions;
-}
-
-unsigned
-session_count_for(const union sockaddr_any *client)
-{
-	unsigned n = 0;
-
-	/* Linear: bounded by max-sessions per worker, and only run per accept. */
-	for (struct session *s = sessions; s; s = s->next) {
-		const union sockaddr_any *a = &s->client.peer;
-
-		if (a->sa.sa_family != client->sa.sa_family)
-			continue;
-		if (a->sa.sa_family == AF_INET &&
-		    a->sin.sin_addr.s_addr == client->sin.sin_addr.s_addr)
-			n++;
-		else if (a->sa.sa_family == AF_INET6 &&
-		    !memcmp(&a->sin6.sin6_addr, &client->sin6.sin6_addr, 16))
-			n++;
-	}
-	return n;
 }
 
 void

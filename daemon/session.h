@@ -58,6 +58,8 @@ struct session {
 	struct mark_fields mf;
 	bool spoof;
 	bool dead;
+	bool counted;          /* holds a place in the shared session limits */
+	unsigned limit_bucket;
 	uint64_t start_ms;
 	struct leg client, server;
 	const char *end_reason;
@@ -85,7 +87,6 @@ void session_close(struct session *s, const char *reason);
 /* Free the sessions closed since the last call (ev idle hook). */
 void session_reap(void);
 unsigned session_count(void);
-unsigned session_count_for(const union sockaddr_any *client);
 void session_close_all(const char *reason);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ev.h"
+#include "limits.h"
 #include "log.h"
 #include "session.h"
 #include "worker.h"
@@ -67,16 +68,16 @@ accept_one(int lfd)
 		close(fd);
 		return;
 	}
-	if (session_count() >= wconf->max_sessions) {
-		log_warn("accept refused reason=max-sessions client=%s limit=%u",
-		    addr_fmt(&client, cbuf, sizeof(cbuf)), wconf->max_sessions);
-		refuse_now(fd, "421 4.7.0 Too many connections, try again later\r\n");
-		return;
-	}
-	if (session_count_for(&client) >= wconf->max_sessions_per_client) {
-		log_warn("accept refused reason=max-sessions-per-client client=%s limit=%u",
-		    addr_fmt(&client, cbuf, sizeof(cbuf)), wconf->max_sessions_per_client);
-		refuse_now(fd, "421 4.7.0 Too many connections from your address, try again later\r\n");
+	/* Caps count every worker's sessions (limits.h), not just ours. */
+	unsigned bucket = limits_bucket(&client);
+	const char *cap = limits_admit(bucket, wconf->max_sessions, wconf->max_sessions_per_client);
+	if (cap != NULL) {
+		log_warn("accept refused reason=%s client=%s limit=%u", cap,
+		    addr_fmt(&client, cbuf, sizeof(cbuf)),
+		    strcmp(cap, "max-sessions") ? wconf->max_sessions_per_client : wconf->max_sessions);
+		refuse_now(fd, strcmp(cap, "max-sessions") == 0
+		    ? "421 4.7.0 Too many connections, try again later\r\n"
+		    : "421 4.7.0 Too many connections from your address, try again later\r\n");
 		return;
 	}
 	(void)session_start(fd, &client, &dst, &mf, wconf);
