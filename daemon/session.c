@@ -199,6 +199,11 @@ session_finish(struct session *s, const char *reason)
 		return;
 	s->end_reason = reason;
 	io_close(&s->server.io);
+	/* The client already closed its side and has everything: done. */
+	if ((s->client.io.flags & IO_F_EOF) && buf_len(&s->client.io.out) == 0) {
+		session_close(s, reason);
+		return;
+	}
 	s->state = SESSION_CLOSING;
 	io_shutdown_after_flush(&s->client.io);
 	io_set_timeout(&s->client.io, SESSION_LINGER_MS);

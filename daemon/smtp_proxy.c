@@ -211,6 +211,12 @@ forward(struct session *s, enum smtp_verb verb, unsigned flags, unsigned timeout
 	va_list ap;
 	int n;
 
+	if (PX(s)->up_dead) {
+		/* Nothing to forward to: the client hears why, then the session ends. */
+		reply_local(s, verb, 0, "421 4.4.2 Error: connection to destination closed");
+		PX(s)->phase = CP_CLOSING;
+		return;
+	}
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
@@ -1323,10 +1329,22 @@ on_reply(struct session *s, int code)
 		if (code / 100 == 2) {
 			pend_set(p, NULL, 0);
 		} else {
-			/* It answers the client's BDAT LAST; what we send after it is dropped. */
+			/*
+			 * This failure answers the client's BDAT LAST.  The entries
+			 * behind it that would also answer it -- the local carrier
+			 * and the "BDAT 0 LAST" sent after the verdict -- go silent,
+			 * so the client gets exactly one reply.
+			 */
+			struct pend *c = p->next;
+
 			px->bdat_failed = true;
-			if (p->next)
-				p->next->flags |= PF_DROP;
+			if (c && !c->upstream) {
+				if (!c->ready || c->reply == NULL)
+					pend_set(c, NULL, 0);
+				c = c->next;
+			}
+			if (c && c->upstream && (c->flags & PF_DATAEND))
+				c->flags |= PF_DROP;
 		}
 	} else if (p->flags & PF_EHLO) {
 		if (code == 250) {
@@ -1657,8 +1675,22 @@ smtp_client_event(struct session *s, int ev)
 		break;
 	case IO_EOF:
 		/* Gone mid-message: the upstream never sees an end of data. */
-		if (px->phase == CP_DATA || px->phase == CP_BDAT)
+		if (px->phase == CP_DATA || px->phase == CP_BDAT) {
 			upstream_abort(s, "client disconnected mid-message");
+			session_close(s, "client-disconnect-mid-message");
+			break;
+		}
+		/*
+		 * A client that half-closes after ".\r\nQUIT" still reads: the
+		 * replies it is owed -- above all the destination's answer to its
+		 * message -- go out before we close, or it would send the
+		 * message again.
+		 */
+		if (px->npend > 0 && !px->up_dead) {
+			px->phase = CP_CLOSING;
+			client_timer_update(s);
+			break;
+		}
 		session_close(s, px->phase == CP_CLOSING ? "client-quit" : "client-disconnect");
 		break;
 	case IO_ERROR:
