@@ -5,6 +5,7 @@
  * copy is bounded, every number range-checked, and the first problem stops
  * the parse with "file:line: message".
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <errno.h>
@@ -25,6 +26,23 @@ enum section {
 	SEC_GLOBAL,
 	SEC_ZONE,
 	SEC_POLICY,
+	SEC_ACTION,
+	SEC_PROFILE,
+};
+
+#define PREDEFINED_PROFILE "TLS-SMTP.Standard"
+static const char *const predefined_actions[] = {
+	"SMTP-Incoming.Standard",
+	"SMTP-Outgoing.Standard",
+};
+
+const char *const certfail_class_keys[CF_COUNT] = {
+	[CF_EXPIRED] = "on-expired",
+	[CF_NOT_YET_VALID] = "on-not-yet-valid",
+	[CF_UNTRUSTED_ISSUER] = "on-untrusted-issuer",
+	[CF_NAME_MISMATCH] = "on-name-mismatch",
+	[CF_REVOKED] = "on-revoked",
+	[CF_INVALID] = "on-invalid",
 };
 
 struct parser {
@@ -35,6 +53,7 @@ struct parser {
 	char *err;
 	size_t errlen;
 	bool zone_external_set[CONF_MAX_ZONES];
+	bool seen_action; /* [global] must come before actions */
 };
 
 static int PRINTF_LIKE(3, 4)
@@ -81,6 +100,108 @@ config_defaults(struct config *c)
 	c->smtp.t_server_data_init = 120;
 	c->smtp.t_server_data_block = 180;
 	c->smtp.t_server_data_end = 600;
+	snprintf(c->tls_dir, sizeof(c->tls_dir), "/etc/smtpgw/tls");
+	snprintf(c->trust_store, sizeof(c->trust_store), "/etc/ssl/certs/ca-certificates.crt");
+	c->cert_cache_size = 1000;
+
+	/*
+	 * The predefined TLS profile: TLS 1.2+, forward secrecy only, upstream
+	 * certificates validated, and failures signed by the untrusted CA so
+	 * opportunistic port-25 mail keeps flowing without ever claiming a
+	 * validation that did not happen.
+	 */
+	struct conf_tls_profile *tp = &c->profiles[c->n_profiles++];
+	snprintf(tp->name, sizeof(tp->name), "%s", PREDEFINED_PROFILE);
+	tp->predefined = true;
+	tp->min_version = 12;
+	snprintf(tp->ciphers, sizeof(tp->ciphers), "%s",
+	    "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES:DHE+AES:"
+	    "!aNULL:!eNULL:!EXPORT:!DES:!RC4:!3DES:!MD5:!PSK:!SRP:!DSS:!CAMELLIA:!ARIA");
+	snprintf(tp->ciphersuites, sizeof(tp->ciphersuites), "%s",
+	    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
+	tp->ocsp = true;
+	for (int i = 0; i < CF_COUNT; i++)
+		tp->on_fail[i] = CERTFAIL_UNTRUSTED_SIGN;
+
+	for (size_t i = 0; i < ARRAY_SIZE(predefined_actions); i++) {
+		struct conf_action *a = &c->actions[c->n_actions++];
+		snprintf(a->name, sizeof(a->name), "%s", predefined_actions[i]);
+		a->predefined = true;
+		a->tls_action = TLS_ACTION_INSPECT;
+		snprintf(a->profile_name, sizeof(a->profile_name), "%s", PREDEFINED_PROFILE);
+		a->profile = 0;
+		a->sender_enc = ENC_PREFERRED;
+		a->recipient_enc = ENC_PREFERRED;
+		a->allow_cleartext_relay = false;
+		a->smtp = c->smtp;
+	}
+}
+
+const char *
+tls_action_name(enum tls_action a)
+{
+	switch (a) {
+	case TLS_ACTION_INSPECT: return "inspect";
+	case TLS_ACTION_ALLOW: return "allow";
+	case TLS_ACTION_DROP: return "drop";
+	}
+	return "invalid";
+}
+
+const char *
+encryption_name(enum tls_encryption e)
+{
+	switch (e) {
+	case ENC_NONE: return "none";
+	case ENC_PREFERRED: return "preferred";
+	case ENC_REQUIRED: return "required";
+	}
+	return "invalid";
+}
+
+const char *
+certfail_action_name(enum certfail_action a)
+{
+	switch (a) {
+	case CERTFAIL_ALLOW: return "allow";
+	case CERTFAIL_UNTRUSTED_SIGN: return "untrusted-sign";
+	case CERTFAIL_BLOCK: return "block";
+	}
+	return "invalid";
+}
+
+int
+config_action_index(const struct config *c, const char *name)
+{
+	for (int i = 0; i < c->n_actions; i++)
+		if (!strcmp(c->actions[i].name, name))
+			return i;
+	return -1;
+}
+
+int
+config_profile_index(const struct config *c, const char *name)
+{
+	for (int i = 0; i < c->n_profiles; i++)
+		if (!strcmp(c->profiles[i].name, name))
+			return i;
+	return -1;
+}
+
+const struct conf_action *
+config_action_of(const struct config *c, int policy)
+{
+	if (policy < 0 || policy >= c->n_policies || c->policies[policy].action_index < 0)
+		return NULL;
+	return &c->actions[c->policies[policy].action_index];
+}
+
+const struct smtp_limits *
+config_limits(const struct config *c, int policy)
+{
+	const struct conf_action *a = config_action_of(c, policy);
+
+	return a ? &a->smtp : &c->smtp;
 }
 
 const char *
@@ -294,6 +415,15 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (parse_uint(p, k, v, 1, 1000000, &n) < 0)
 			return -1;
 		c->max_sessions_per_client = (unsigned)n;
+	} else if (!strcmp(k, "tls-dir") || !strcmp(k, "trust-store")) {
+		char *dst = !strcmp(k, "tls-dir") ? c->tls_dir : c->trust_store;
+		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX)
+			return perr(p, p->line, "%s: expected an absolute path", k);
+		snprintf(dst, CONF_PATH_MAX, "%s", v);
+	} else if (!strcmp(k, "cert-cache-size")) {
+		if (parse_uint(p, k, v, 1, 100000, &n) < 0)
+			return -1;
+		c->cert_cache_size = (unsigned)n;
 	} else if (!strcmp(k, "log")) {
 		if (!strcmp(v, "stderr"))
 			c->log = LOG_TO_STDERR;
@@ -425,6 +555,116 @@ policy_kv(struct parser *p, const char *k, char *v)
 	return perr(p, p->line, "unknown key \"%s\" in [policy %s]", k, pol->name);
 }
 
+static int
+parse_encryption(struct parser *p, const char *k, const char *v, enum tls_encryption *out)
+{
+	if (!strcmp(v, "none"))
+		*out = ENC_NONE;
+	else if (!strcmp(v, "preferred"))
+		*out = ENC_PREFERRED;
+	else if (!strcmp(v, "required"))
+		*out = ENC_REQUIRED;
+	else
+		return perr(p, p->line, "%s: expected required, preferred or none, got \"%s\"", k, v);
+	return 0;
+}
+
+static int
+action_kv(struct parser *p, const char *k, char *v)
+{
+	struct conf_action *a = &p->c->actions[p->c->n_actions - 1];
+	bool handled;
+
+	if (smtp_kv(p, &a->smtp, k, v, &handled) < 0)
+		return -1;
+	if (handled)
+		return 0;
+	if (!strcmp(k, "tls-action")) {
+		if (!strcmp(v, "inspect"))
+			a->tls_action = TLS_ACTION_INSPECT;
+		else if (!strcmp(v, "allow"))
+			a->tls_action = TLS_ACTION_ALLOW;
+		else if (!strcmp(v, "drop"))
+			a->tls_action = TLS_ACTION_DROP;
+		else
+			return perr(p, p->line, "tls-action: expected inspect, allow or drop, got \"%s\"", v);
+		return 0;
+	}
+	if (!strcmp(k, "tls-profile")) {
+		if (!valid_name(v, sizeof(a->profile_name)))
+			return perr(p, p->line, "tls-profile: \"%s\" is not a valid profile name", v);
+		snprintf(a->profile_name, sizeof(a->profile_name), "%s", v);
+		return 0;
+	}
+	if (!strcmp(k, "sender-encryption"))
+		return parse_encryption(p, k, v, &a->sender_enc);
+	if (!strcmp(k, "recipient-encryption"))
+		return parse_encryption(p, k, v, &a->recipient_enc);
+	if (!strcmp(k, "allow-cleartext-relay"))
+		return parse_bool(p, k, v, &a->allow_cleartext_relay);
+	return perr(p, p->line, "unknown key \"%s\" in [action %s]", k, a->name);
+}
+
+/* OpenSSL cipher-string characters only: the string itself is checked by OpenSSL at start. */
+static bool
+valid_cipher_string(const char *v)
+{
+	for (; *v; v++)
+		if (!isalnum((unsigned char)*v) && !strchr(":+-!@=_.,", *v))
+			return false;
+	return true;
+}
+
+static int
+profile_kv(struct parser *p, const char *k, char *v)
+{
+	struct conf_tls_profile *t = &p->c->profiles[p->c->n_profiles - 1];
+
+	for (int i = 0; i < CF_COUNT; i++) {
+		if (strcmp(k, certfail_class_keys[i]) != 0)
+			continue;
+		if (!strcmp(v, "allow"))
+			t->on_fail[i] = CERTFAIL_ALLOW;
+		else if (!strcmp(v, "untrusted-sign"))
+			t->on_fail[i] = CERTFAIL_UNTRUSTED_SIGN;
+		else if (!strcmp(v, "block"))
+			t->on_fail[i] = CERTFAIL_BLOCK;
+		else
+			return perr(p, p->line, "%s: expected allow, untrusted-sign or block, got \"%s\"",
+			    k, v);
+		return 0;
+	}
+	if (!strcmp(k, "min-version")) {
+		if (!strcmp(v, "1.0"))
+			t->min_version = 10;
+		else if (!strcmp(v, "1.1"))
+			t->min_version = 11;
+		else if (!strcmp(v, "1.2"))
+			t->min_version = 12;
+		else if (!strcmp(v, "1.3"))
+			t->min_version = 13;
+		else
+			return perr(p, p->line, "min-version: expected 1.0, 1.1, 1.2 or 1.3, got \"%s\"", v);
+		return 0;
+	}
+	if (!strcmp(k, "ciphers") || !strcmp(k, "ciphersuites")) {
+		char *dst = !strcmp(k, "ciphers") ? t->ciphers : t->ciphersuites;
+		if (!valid_cipher_string(v) || strlen(v) >= sizeof(t->ciphers))
+			return perr(p, p->line, "%s: \"%s\" is not an OpenSSL cipher string", k, v);
+		snprintf(dst, sizeof(t->ciphers), "%s", v);
+		return 0;
+	}
+	if (!strcmp(k, "ca-file")) {
+		if (v[0] != '/' || strlen(v) >= sizeof(t->ca_file))
+			return perr(p, p->line, "ca-file: expected an absolute path");
+		snprintf(t->ca_file, sizeof(t->ca_file), "%s", v);
+		return 0;
+	}
+	if (!strcmp(k, "ocsp"))
+		return parse_bool(p, k, v, &t->ocsp);
+	return perr(p, p->line, "unknown key \"%s\" in [tls-profile %s]", k, t->name);
+}
+
 static char *
 trim(char *s)
 {
@@ -458,6 +698,9 @@ section_line(struct parser *p, char *s)
 	if (!strcmp(kind, "global")) {
 		if (*name)
 			return perr(p, p->line, "[global] takes no name");
+		if (p->seen_action)
+			return perr(p, p->line,
+			    "[global] must come before the [action] sections (they start from its limits)");
 		p->sec = SEC_GLOBAL;
 		return 0;
 	}
@@ -497,7 +740,52 @@ section_line(struct parser *p, char *s)
 		p->sec = SEC_POLICY;
 		return 0;
 	}
-	return perr(p, p->line, "unknown section [%s] (expected global, zone or policy)", kind);
+	if (!strcmp(kind, "action")) {
+		if (!valid_name(name, CONF_NAME_MAX))
+			return perr(p, p->line, "[action NAME]: \"%s\" is not a valid name", name);
+		int i = config_action_index(c, name);
+		if (i >= 0 && c->actions[i].predefined)
+			return perr(p, p->line,
+			    "action \"%s\" is predefined and read-only (clone it under a new name)", name);
+		if (i >= 0)
+			return perr(p, p->line, "action \"%s\" is defined twice", name);
+		if (c->n_actions == CONF_MAX_ACTIONS)
+			return perr(p, p->line, "more than %d proxy actions", CONF_MAX_ACTIONS);
+		struct conf_action *a = &c->actions[c->n_actions++];
+		memset(a, 0, sizeof(*a));
+		snprintf(a->name, sizeof(a->name), "%s", name);
+		a->tls_action = TLS_ACTION_INSPECT;
+		snprintf(a->profile_name, sizeof(a->profile_name), "%s", PREDEFINED_PROFILE);
+		a->sender_enc = ENC_PREFERRED;
+		a->recipient_enc = ENC_PREFERRED;
+		a->smtp = c->smtp;
+		a->line = p->line;
+		p->seen_action = true;
+		p->sec = SEC_ACTION;
+		return 0;
+	}
+	if (!strcmp(kind, "tls-profile")) {
+		if (!valid_name(name, CONF_NAME_MAX))
+			return perr(p, p->line, "[tls-profile NAME]: \"%s\" is not a valid name", name);
+		int i = config_profile_index(c, name);
+		if (i >= 0 && c->profiles[i].predefined)
+			return perr(p, p->line,
+			    "TLS profile \"%s\" is predefined and read-only (clone it under a new name)",
+			    name);
+		if (i >= 0)
+			return perr(p, p->line, "TLS profile \"%s\" is defined twice", name);
+		if (c->n_profiles == CONF_MAX_PROFILES)
+			return perr(p, p->line, "more than %d TLS profiles", CONF_MAX_PROFILES);
+		struct conf_tls_profile *t = &c->profiles[c->n_profiles++];
+		*t = c->profiles[0]; /* start from the predefined profile */
+		snprintf(t->name, sizeof(t->name), "%s", name);
+		t->predefined = false;
+		t->line = p->line;
+		p->sec = SEC_PROFILE;
+		return 0;
+	}
+	return perr(p, p->line,
+	    "unknown section [%s] (expected global, zone, policy, action or tls-profile)", kind);
 }
 
 static int
@@ -538,6 +826,10 @@ parse_line(struct parser *p, char *s)
 		return zone_kv(p, k, v);
 	case SEC_POLICY:
 		return policy_kv(p, k, v);
+	case SEC_ACTION:
+		return action_kv(p, k, v);
+	case SEC_PROFILE:
+		return profile_kv(p, k, v);
 	}
 	return perr(p, p->line, "internal: bad section state");
 }
@@ -592,6 +884,48 @@ validate(struct parser *p)
 		if (resolve_zones(p, pol->line, "from", pol->from_names, pol->n_from, pol->from) < 0 ||
 		    resolve_zones(p, pol->line, "to", pol->to_names, pol->n_to, pol->to) < 0)
 			return -1;
+	}
+	/* Predefined actions follow [global]'s limits; they cannot be edited. */
+	for (int i = 0; i < c->n_actions; i++)
+		if (c->actions[i].predefined)
+			c->actions[i].smtp = c->smtp;
+	for (int i = 0; i < c->n_actions; i++) {
+		struct conf_action *a = &c->actions[i];
+
+		a->profile = config_profile_index(c, a->profile_name);
+		if (a->profile < 0)
+			return perr(p, a->line, "action %s: TLS profile \"%s\" is not defined", a->name,
+			    a->profile_name);
+	}
+	for (int i = 0; i < c->n_policies; i++) {
+		struct conf_policy *pol = &c->policies[i];
+		const struct conf_action *a;
+
+		pol->action_index = -1;
+		if (pol->type != POLICY_PROXY)
+			continue;
+		pol->action_index = config_action_index(c, pol->action);
+		if (pol->action_index < 0)
+			return perr(p, pol->line, "policy %s: proxy action \"%s\" is not defined",
+			    pol->name, pol->action);
+		a = &c->actions[pol->action_index];
+		/* The manual's rule: implicit TLS can only be handled by inspecting it. */
+		if (pol->tls_support != TLS_SUPPORT_DISABLED && a->tls_action != TLS_ACTION_INSPECT)
+			return perr(p, pol->line,
+			    "policy %s: TLS Support %s needs content inspection, but action %s has "
+			    "tls-action %s (set tls-action = inspect, or tls-support = disabled)",
+			    pol->name, tls_support_name(pol->tls_support), a->name,
+			    tls_action_name(a->tls_action));
+		if (pol->tls_support == TLS_SUPPORT_DISABLED && a->tls_action == TLS_ACTION_INSPECT &&
+		    c->n_warnings < CONF_MAX_WARNINGS) {
+			char w[sizeof(c->warnings[0])];
+
+			snprintf(w, sizeof(w),
+			    "%s:%d: warning: policy %s has TLS Support disabled but action %s inspects "
+			    "TLS: implicit TLS (port 465) is never inspected under this policy",
+			    p->name, pol->line, pol->name, a->name);
+			memcpy(c->warnings[c->n_warnings++], w, sizeof(w));
+		}
 	}
 	return 0;
 }
@@ -698,4 +1032,111 @@ policy_covers_port(const struct conf_policy *p, uint16_t port)
 	case TLS_SUPPORT_REQUIRED: return port == 465;
 	}
 	return false;
+}
+
+static void
+dump_limits(FILE *f, const struct smtp_limits *l)
+{
+	fprintf(f, "max-message-size = %llu\n", (unsigned long long)l->max_message_size);
+	fprintf(f, "max-recipients = %u\n", l->max_recipients);
+	fprintf(f, "max-line-length = %u\n", l->max_line_length);
+	fprintf(f, "bare-newline = %s\n", l->bare_newline_normalize ? "normalize" : "reject");
+	for (size_t i = 0; i < ARRAY_SIZE(smtp_bools); i++)
+		fprintf(f, "%s = %s\n", smtp_bools[i].key,
+		    *(const bool *)(const void *)((const char *)l + smtp_bools[i].off) ? "yes" : "no");
+	for (size_t i = 0; i < ARRAY_SIZE(smtp_timeouts); i++)
+		fprintf(f, "%s = %u\n", smtp_timeouts[i].key,
+		    *(const unsigned *)(const void *)((const char *)l + smtp_timeouts[i].off));
+}
+
+static void
+dump_list(FILE *f, const char *key, const char (*names)[CONF_NAME_MAX], int n)
+{
+	fprintf(f, "%s =", key);
+	if (n == 0)
+		fprintf(f, " any");
+	for (int i = 0; i < n; i++)
+		fprintf(f, " %s", names[i]);
+	fprintf(f, "\n");
+}
+
+static void
+dump_prefixes(FILE *f, const char *key, const struct prefix *p, int n)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	if (n == 0)
+		return;
+	fprintf(f, "%s =", key);
+	for (int i = 0; i < n; i++) {
+		inet_ntop(p[i].family, p[i].bytes, buf, sizeof(buf));
+		fprintf(f, " %s/%u", buf, p[i].len);
+	}
+	fprintf(f, "\n");
+}
+
+void
+config_dump(const struct config *c, FILE *f)
+{
+	static const char *const versions[] = { [10] = "1.0", [11] = "1.1", [12] = "1.2",
+		[13] = "1.3" };
+
+	fprintf(f, "# effective configuration of %s (predefined sections included)\n\n", c->path);
+	fprintf(f, "[global]\n");
+	fprintf(f, "listen-port = %u\nqueue = %u\nworkers = %u\nuser = %s\n", c->listen_port,
+	    c->queue, c->workers, c->user);
+	fprintf(f, "spoof-source = %s\nconnect-timeout = %u\n", c->spoof_source ? "yes" : "no",
+	    c->connect_timeout);
+	fprintf(f, "max-sessions = %u\nmax-sessions-per-client = %u\n", c->max_sessions,
+	    c->max_sessions_per_client);
+	fprintf(f, "log = %s\n", c->log == LOG_TO_SYSLOG ? "syslog" : "stderr");
+	fprintf(f, "tls-dir = %s\ntrust-store = %s\ncert-cache-size = %u\n", c->tls_dir,
+	    c->trust_store, c->cert_cache_size);
+	dump_limits(f, &c->smtp);
+
+	for (int i = 0; i < c->n_zones; i++) {
+		const struct conf_zone *z = &c->zones[i];
+		fprintf(f, "\n[zone %s]\ninterfaces =", z->name);
+		for (int j = 0; j < z->n_ifaces; j++)
+			fprintf(f, " %s", z->ifaces[j]);
+		fprintf(f, "%s\nexternal = %s\n", z->n_ifaces ? "" : " ", z->external ? "yes" : "no");
+	}
+	for (int i = 0; i < c->n_profiles; i++) {
+		const struct conf_tls_profile *t = &c->profiles[i];
+		fprintf(f, "\n[tls-profile %s]\n", t->name);
+		if (t->predefined)
+			fprintf(f, "# predefined, read-only\n");
+		fprintf(f, "min-version = %s\nciphers = %s\nciphersuites = %s\n",
+		    versions[t->min_version], t->ciphers, t->ciphersuites);
+		if (t->ca_file[0])
+			fprintf(f, "ca-file = %s\n", t->ca_file);
+		fprintf(f, "ocsp = %s\n", t->ocsp ? "yes" : "no");
+		for (int k = 0; k < CF_COUNT; k++)
+			fprintf(f, "%s = %s\n", certfail_class_keys[k], certfail_action_name(t->on_fail[k]));
+	}
+	for (int i = 0; i < c->n_actions; i++) {
+		const struct conf_action *a = &c->actions[i];
+		fprintf(f, "\n[action %s]\n", a->name);
+		if (a->predefined)
+			fprintf(f, "# predefined, read-only\n");
+		fprintf(f, "tls-action = %s\ntls-profile = %s\n", tls_action_name(a->tls_action),
+		    a->profile_name);
+		fprintf(f, "sender-encryption = %s\nrecipient-encryption = %s\n",
+		    encryption_name(a->sender_enc), encryption_name(a->recipient_enc));
+		fprintf(f, "allow-cleartext-relay = %s\n", a->allow_cleartext_relay ? "yes" : "no");
+		dump_limits(f, &a->smtp);
+	}
+	for (int i = 0; i < c->n_policies; i++) {
+		const struct conf_policy *p = &c->policies[i];
+		fprintf(f, "\n[policy %s]\n", p->name);
+		dump_list(f, "from", p->from_names, p->n_from);
+		dump_list(f, "to", p->to_names, p->n_to);
+		dump_prefixes(f, "src", p->src, p->n_src);
+		dump_prefixes(f, "dst", p->dst, p->n_dst);
+		fprintf(f, "type = %s\n", p->type == POLICY_PROXY ? "proxy" : "packet-filter");
+		if (p->action[0])
+			fprintf(f, "action = %s\n", p->action);
+		fprintf(f, "tls-support = %s\nenabled = %s\n", tls_support_name(p->tls_support),
+		    p->enabled ? "yes" : "no");
+	}
 }

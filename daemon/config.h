@@ -13,6 +13,17 @@
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
+ *   [action NAME]         tls-action, tls-profile, sender-encryption,
+ *                         recipient-encryption, allow-cleartext-relay, and
+ *                         SMTP limits (inherited from [global])
+ *   [tls-profile NAME]    min-version, ciphers, ciphersuites, ca-file, ocsp,
+ *                         on-expired, on-not-yet-valid, on-untrusted-issuer,
+ *                         on-name-mismatch, on-revoked, on-invalid
+ *
+ * Predefined proxy actions (SMTP-Incoming.Standard, SMTP-Outgoing.Standard)
+ * and the TLS profile TLS-SMTP.Standard always exist and cannot be
+ * redefined; clone them under a new name to change them.  [global] must
+ * come before any [action] section (actions start from its limits).
  *
  * Limits: a line is at most CONF_LINE_MAX bytes, a file at most
  * CONF_FILE_MAX bytes; every list and name is bounded below.  Errors name
@@ -25,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "addr.h"
 #include "log.h"
@@ -37,6 +49,9 @@
 #define CONF_MAX_IFACES 32  /* per zone */
 #define CONF_MAX_ZONEREFS 16 /* zones named in one policy's from/to */
 #define CONF_MAX_PREFIXES 32 /* per policy src / dst */
+#define CONF_MAX_ACTIONS 64
+#define CONF_MAX_PROFILES 32
+#define CONF_PATH_MAX 256
 
 enum tls_support {
 	TLS_SUPPORT_DISABLED, /* port 25 only */
@@ -66,6 +81,7 @@ struct conf_policy {
 	struct prefix src[CONF_MAX_PREFIXES]; /* n_src == 0: any */
 	struct prefix dst[CONF_MAX_PREFIXES];
 	char action[CONF_NAME_MAX];
+	int action_index; /* resolved after parsing; -1 for packet-filter */
 	enum tls_support tls_support;
 	enum policy_type type;
 	bool enabled;
@@ -91,6 +107,62 @@ struct smtp_limits {
 	unsigned t_server_data_block, t_server_data_end;
 };
 
+enum tls_action {
+	TLS_ACTION_INSPECT, /* decrypt, inspect, re-encrypt */
+	TLS_ACTION_ALLOW,   /* relay TLS untouched (no inspection) */
+	TLS_ACTION_DROP,    /* refuse TLS */
+};
+
+enum tls_encryption {
+	ENC_NONE,
+	ENC_PREFERRED,
+	ENC_REQUIRED,
+};
+
+/* What to do when the upstream certificate fails validation, per class. */
+enum certfail_action {
+	CERTFAIL_ALLOW,          /* forge with the trusted Proxy Authority anyway */
+	CERTFAIL_UNTRUSTED_SIGN, /* forge with the untrusted CA: the client sees the failure */
+	CERTFAIL_BLOCK,          /* refuse the session */
+};
+
+enum certfail_class {
+	CF_EXPIRED,
+	CF_NOT_YET_VALID,
+	CF_UNTRUSTED_ISSUER,
+	CF_NAME_MISMATCH,
+	CF_REVOKED,
+	CF_INVALID,
+	CF_COUNT,
+};
+
+struct conf_tls_profile {
+	char name[CONF_NAME_MAX];
+	bool predefined;
+	int min_version;                /* 10, 11, 12, 13 */
+	char ciphers[256];              /* TLS <= 1.2, OpenSSL syntax */
+	char ciphersuites[256];         /* TLS 1.3 */
+	char ca_file[CONF_PATH_MAX];    /* extra CAs trusted for upstream validation */
+	bool ocsp;                      /* request and check stapled OCSP */
+	enum certfail_action on_fail[CF_COUNT];
+	int line;
+};
+
+struct conf_action {
+	char name[CONF_NAME_MAX];
+	bool predefined;
+	enum tls_action tls_action;
+	char profile_name[CONF_NAME_MAX];
+	int profile;                    /* index, resolved after parsing */
+	enum tls_encryption sender_enc;    /* client leg */
+	enum tls_encryption recipient_enc; /* upstream leg */
+	bool allow_cleartext_relay;     /* TLS to the client, cleartext upstream */
+	struct smtp_limits smtp;
+	int line;
+};
+
+#define CONF_MAX_WARNINGS 16
+
 struct config {
 	char path[256];
 	uint16_t listen_port;
@@ -107,6 +179,17 @@ struct config {
 	struct conf_zone zones[CONF_MAX_ZONES];
 	int n_policies;
 	struct conf_policy policies[CONF_MAX_POLICIES];
+	int n_actions;
+	struct conf_action actions[CONF_MAX_ACTIONS];
+	int n_profiles;
+	struct conf_tls_profile profiles[CONF_MAX_PROFILES];
+	/* TLS material (files under tls-dir unless set one by one) */
+	char tls_dir[CONF_PATH_MAX];
+	char trust_store[CONF_PATH_MAX];
+	unsigned cert_cache_size;
+	/* non-fatal findings of the last parse: "file:line: warning: ..." */
+	int n_warnings;
+	char warnings[CONF_MAX_WARNINGS][256];
 };
 
 void config_defaults(struct config *c);
@@ -124,5 +207,16 @@ int config_zone_of_iface(const struct config *c, const char *ifname);
 bool policy_covers_port(const struct conf_policy *p, uint16_t port);
 
 const char *tls_support_name(enum tls_support t);
+int config_action_index(const struct config *c, const char *name);
+int config_profile_index(const struct config *c, const char *name);
+/* The limits for a session under policy index p (global ones for -1). */
+const struct smtp_limits *config_limits(const struct config *c, int policy);
+const struct conf_action *config_action_of(const struct config *c, int policy);
+const char *tls_action_name(enum tls_action a);
+const char *encryption_name(enum tls_encryption e);
+const char *certfail_action_name(enum certfail_action a);
+extern const char *const certfail_class_keys[CF_COUNT];
+/* Print the effective configuration (predefined sections included) in file syntax. */
+void config_dump(const struct config *c, FILE *f);
 
 #endif

@@ -59,7 +59,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: smtpgw [-dht] [-c FILE] [-p PIDFILE]\n"
+	    "usage: smtpgw [-dDht] [-c FILE] [-p PIDFILE]\n"
 	    "\n"
 	    "Transparent SMTP proxy gateway: classifies new SMTP connections queued by\n"
 	    "the nftables ruleset, accepts them on transparent listeners (TPROXY) and\n"
@@ -68,6 +68,8 @@ usage(FILE *f)
 	    "  -c FILE     configuration file (default " DEFAULT_CONF ")\n"
 	    "  -t          check the configuration and exit (0: valid, 1: errors,\n"
 	    "              printed as FILE:LINE: problem)\n"
+	    "  -D          print the effective configuration (predefined proxy\n"
+	    "              actions and TLS profiles included) and exit\n"
 	    "  -p PIDFILE  write the master's PID here once the classifier and all\n"
 	    "              workers are ready (removed at exit)\n"
 	    "  -d          debug logging (every classification decision)\n"
@@ -403,13 +405,14 @@ main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONF;
 	char err[512];
-	bool check = false, debug = false;
+	bool check = false, debug = false, dump = false;
 	sigset_t set;
 	int ch, rc;
 
-	while ((ch = getopt(argc, argv, "c:dhp:tV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dDhp:tV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
+		case 'D': dump = true; break;
 		case 'd': debug = true; break;
 		case 'p': pidfile = optarg; break;
 		case 't': check = true; break;
@@ -428,9 +431,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}
+	for (int i = 0; i < conf->n_warnings; i++)
+		fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
+	if (dump) {
+		config_dump(conf, stdout);
+		return 0;
+	}
 	if (check) {
-		printf("smtpgw: %s: configuration OK (%d zones, %d policies)\n", path, conf->n_zones,
-		    conf->n_policies);
+		printf("smtpgw: %s: configuration OK (%d zones, %d policies, %d actions, "
+		    "%d TLS profiles, %d warnings)\n", path, conf->n_zones, conf->n_policies,
+		    conf->n_actions, conf->n_profiles, conf->n_warnings);
 		return 0;
 	}
 

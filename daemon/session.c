@@ -111,6 +111,7 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 	s->id = random_id();
 	s->conf = conf;
 	s->mf = *mf;
+	s->lim = config_limits(conf, mf->policy);
 	s->spoof = conf->spoof_source;
 	s->start_ms = now_ms();
 	s->state = SESSION_CONNECTING;
@@ -170,6 +171,7 @@ session_attach(int cfd, int sfd, const struct config *conf, const struct inspect
 
 	s->id = random_id();
 	s->conf = conf;
+	s->lim = &conf->smtp;
 	s->mf.zone = s->mf.policy = -1;
 	s->start_ms = now_ms();
 	s->client.s = s->server.s = s;

@@ -55,6 +55,7 @@ struct session {
 	struct session *next, *prev;
 	enum session_state state;
 	const struct config *conf;
+	const struct smtp_limits *lim; /* the policy's proxy action's (global without one) */
 	struct mark_fields mf;
 	bool spoof;
 	bool dead;

@@ -457,10 +457,10 @@ cmd_helo(struct session *s, struct smtp_cmd *cmd)
 	txn_reset(s);
 	snprintf(px->helo, sizeof(px->helo), "%s", cmd->arg);
 	if (cmd->verb == SMTP_EHLO)
-		forward(s, SMTP_EHLO, PF_EHLO | PF_GROUP_END, s->conf->smtp.t_server_command,
+		forward(s, SMTP_EHLO, PF_EHLO | PF_GROUP_END, s->lim->t_server_command,
 		    "EHLO %s", cmd->arg);
 	else
-		forward(s, SMTP_HELO, PF_GROUP_END, s->conf->smtp.t_server_command, "HELO %s",
+		forward(s, SMTP_HELO, PF_GROUP_END, s->lim->t_server_command, "HELO %s",
 		    cmd->arg);
 }
 
@@ -468,7 +468,7 @@ static void
 cmd_mail(struct session *s, struct smtp_cmd *cmd)
 {
 	struct smtp_proxy *px = PX(s);
-	const struct smtp_limits *lim = &s->conf->smtp;
+	const struct smtp_limits *lim = s->lim;
 	char params[SMTP_CMDLINE_MAX];
 	bool utf8 = false;
 
@@ -527,7 +527,7 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 	px->mail_sent = true;
 	px->smtputf8 = utf8;
 	px->mail_from = xstrdup(cmd->path);
-	forward(s, SMTP_MAIL, 0, s->conf->smtp.t_server_command, "MAIL FROM:<%s>%s", cmd->path,
+	forward(s, SMTP_MAIL, 0, s->lim->t_server_command, "MAIL FROM:<%s>%s", cmd->path,
 	    params);
 }
 
@@ -554,7 +554,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 	struct smtp_proxy *px = PX(s);
 	char params[SMTP_CMDLINE_MAX];
 
-	if (px->rcpt_sent >= s->conf->smtp.max_recipients) {
+	if (px->rcpt_sent >= s->lim->max_recipients) {
 		refuse(s, cmd, "452 4.5.3 Error: too many recipients");
 		return;
 	}
@@ -588,7 +588,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 	px->rcpts = xrealloc(px->rcpts, (px->nrcpts + 1) * sizeof(*px->rcpts));
 	px->rcpts[px->nrcpts++] = xstrdup(cmd->path);
 	px->rcpt_sent++;
-	forward(s, SMTP_RCPT, 0, s->conf->smtp.t_server_command, "RCPT TO:<%s>%s", cmd->path,
+	forward(s, SMTP_RCPT, 0, s->lim->t_server_command, "RCPT TO:<%s>%s", cmd->path,
 	    params);
 }
 
@@ -600,7 +600,7 @@ cmd_data(struct session *s, struct smtp_cmd *cmd)
 		refuse(s, cmd, "503 5.5.1 Error: DATA after BDAT in one transaction");
 		return;
 	}
-	forward(s, SMTP_DATA, PF_GROUP_END, s->conf->smtp.t_server_data_init, "DATA");
+	forward(s, SMTP_DATA, PF_GROUP_END, s->lim->t_server_data_init, "DATA");
 }
 
 static void
@@ -608,21 +608,21 @@ cmd_rset(struct session *s, struct smtp_cmd *cmd)
 {
 	(void)cmd;
 	txn_reset(s);
-	forward(s, SMTP_RSET, 0, s->conf->smtp.t_server_command, "RSET");
+	forward(s, SMTP_RSET, 0, s->lim->t_server_command, "RSET");
 }
 
 static void
 cmd_noop(struct session *s, struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	forward(s, SMTP_NOOP, PF_GROUP_END, s->conf->smtp.t_server_command, "NOOP");
+	forward(s, SMTP_NOOP, PF_GROUP_END, s->lim->t_server_command, "NOOP");
 }
 
 static void
 cmd_quit(struct session *s, struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	forward(s, SMTP_QUIT, PF_QUIT | PF_GROUP_END, s->conf->smtp.t_server_command, "QUIT");
+	forward(s, SMTP_QUIT, PF_QUIT | PF_GROUP_END, s->lim->t_server_command, "QUIT");
 	/* Whatever the client sends after QUIT is ignored. */
 	PX(s)->phase = CP_CLOSING;
 }
@@ -631,10 +631,10 @@ static void
 cmd_help(struct session *s, struct smtp_cmd *cmd)
 {
 	if (cmd->arg[0])
-		forward(s, SMTP_HELP, PF_GROUP_END, s->conf->smtp.t_server_command, "HELP %s",
+		forward(s, SMTP_HELP, PF_GROUP_END, s->lim->t_server_command, "HELP %s",
 		    cmd->arg);
 	else
-		forward(s, SMTP_HELP, PF_GROUP_END, s->conf->smtp.t_server_command, "HELP");
+		forward(s, SMTP_HELP, PF_GROUP_END, s->lim->t_server_command, "HELP");
 }
 
 static void
@@ -642,12 +642,12 @@ cmd_vrfy(struct session *s, struct smtp_cmd *cmd)
 {
 	bool vrfy = cmd->verb == SMTP_VRFY;
 
-	if (vrfy ? !s->conf->smtp.allow_vrfy : !s->conf->smtp.allow_expn) {
+	if (vrfy ? !s->lim->allow_vrfy : !s->lim->allow_expn) {
 		refuse(s, cmd, vrfy ? "502 5.5.1 Error: VRFY command is disabled"
 		    : "502 5.5.1 Error: EXPN command is disabled");
 		return;
 	}
-	forward(s, cmd->verb, PF_GROUP_END, s->conf->smtp.t_server_command, "%s %s",
+	forward(s, cmd->verb, PF_GROUP_END, s->lim->t_server_command, "%s %s",
 	    vrfy ? "VRFY" : "EXPN", cmd->arg);
 }
 
@@ -666,7 +666,7 @@ cmd_auth(struct session *s, struct smtp_cmd *cmd)
 	}
 	/* The payload is relayed, never logged. */
 	log_sid(LOG_LVL_INFO, s->id, "smtp auth started");
-	forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->conf->smtp.t_server_command, "AUTH %s",
+	forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->lim->t_server_command, "AUTH %s",
 	    cmd->arg);
 }
 
@@ -691,10 +691,10 @@ auth_response(struct session *s, char *line, size_t len)
 	px->phase = CP_COMMAND;
 	/* A malformed response cancels the exchange upstream ("*"): the upstream's 501 answers it. */
 	if (ok)
-		forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->conf->smtp.t_server_command, "%.*s",
+		forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->lim->t_server_command, "%.*s",
 		    (int)len, line);
 	else
-		forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->conf->smtp.t_server_command, "*");
+		forward(s, SMTP_AUTH, PF_AUTH | PF_GROUP_END, s->lim->t_server_command, "*");
 	OPENSSL_cleanse(line, len);
 }
 
@@ -765,7 +765,7 @@ static void
 data_start(struct session *s)
 {
 	struct smtp_proxy *px = PX(s);
-	const struct smtp_limits *lim = &s->conf->smtp;
+	const struct smtp_limits *lim = s->lim;
 
 	px->phase = CP_DATA;
 	data_init(&px->framer, lim->bare_newline_normalize ? DATA_BARE_NORMALIZE : DATA_BARE_REJECT,
@@ -797,7 +797,7 @@ emit_line(struct session *s, const char *line, size_t len)
 static bool
 upstream_has_room(struct session *s)
 {
-	size_t need = s->conf->smtp.max_line_length + 8;
+	size_t need = s->lim->max_line_length + 8;
 
 	if (PX(s)->up_dead || buf_room(&s->server.io.out) >= need)
 		return true;
@@ -856,7 +856,7 @@ message_end(struct session *s, struct pend *carrier, const char *enddata)
 	/* Allowed: now, and only now, the end of data goes upstream. */
 	if (carrier)
 		pend_set(carrier, NULL, 0); /* answered by the entry below */
-	forward(s, SMTP_DATA, PF_DATAEND, s->conf->smtp.t_server_data_end, "%s", enddata);
+	forward(s, SMTP_DATA, PF_DATAEND, s->lim->t_server_data_end, "%s", enddata);
 }
 
 static void
@@ -916,7 +916,7 @@ static void
 cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 {
 	struct smtp_proxy *px = PX(s);
-	const struct smtp_limits *lim = &s->conf->smtp;
+	const struct smtp_limits *lim = s->lim;
 
 	if (!shown(s, CAP_CHUNKING)) {
 		refuse(s, cmd, "503 5.5.1 Error: CHUNKING not offered");
@@ -1356,7 +1356,7 @@ on_reply(struct session *s, int code)
 			reply_lines(buf_head(r), buf_len(r), lines, lens, &n, SMTP_REPLY_MAX_LINES);
 			caps_parse(&px->upcaps, lines, lens, n);
 			buf_init(&out, SMTP_REPLY_MAX);
-			if (n < 1 || caps_render(&px->upcaps, &s->conf->smtp, lines[0], lens[0], &out,
+			if (n < 1 || caps_render(&px->upcaps, s->lim, lines[0], lens[0], &out,
 			    &px->shown) < 0) {
 				buf_free(&out);
 				upstream_lost(s, "bad EHLO reply");
@@ -1386,7 +1386,7 @@ on_reply(struct session *s, int code)
 			free(p->reply);
 			p->reply = NULL;
 			px->conv_ready = true;
-			server_timeout(s, s->conf->smtp.t_server_data_block);
+			server_timeout(s, s->lim->t_server_data_block);
 		} else {
 			px->bdat_failed = true;
 		}
@@ -1597,7 +1597,7 @@ static void
 client_timer_update(struct session *s)
 {
 	struct smtp_proxy *px = PX(s);
-	const struct smtp_limits *lim = &s->conf->smtp;
+	const struct smtp_limits *lim = s->lim;
 
 	switch (px->phase) {
 	case CP_COMMAND:
@@ -1657,7 +1657,7 @@ smtp_upstream_connected(struct session *s)
 {
 	/* Read the client meanwhile, to catch clients that talk first. */
 	io_resume(&s->client.io);
-	server_timeout(s, s->conf->smtp.t_server_greeting);
+	server_timeout(s, s->lim->t_server_greeting);
 }
 
 void

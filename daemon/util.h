@@ -46,6 +46,8 @@ uint64_t now_ms(void);
  * Functions that have hurt C network daemons before are refused at compile
  * time (HAProxy does the same): use snprintf / strlcpy_checked instead.
  */
+#include <stdio.h>  /* declared before they are poisoned */
+#include <string.h>
 #ifndef SMTPGW_ALLOW_UNSAFE
 #pragma GCC poison strcpy strcat sprintf vsprintf gets
 #endif

@@ -74,7 +74,10 @@ static const char conf_text[] =
     "from = trusted\n"
     "to = any\n"
     "dst = 203.0.113.0/24\n"
-    "action = anywhere\n";
+    "action = anywhere\n"
+    "\n"
+    "[action never]\n[action out-plain]\n[action out-smtps]\n[action shadowed]\n"
+    "[action in]\n[action anywhere]\n";
 
 static int
 setup(void **state)

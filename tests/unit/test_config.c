@@ -259,7 +259,8 @@ test_policy_order_and_any(void **state)
 	    "[policy zeta]\nfrom = any\nto = any\naction = z\n"
 	    "[policy alpha]\nfrom = b a\nto = any\ntype = packet-filter\n"
 	    "[policy mu]\nfrom = a\nto = b\nsrc = 192.0.2.0/24 2001:db8::/32\n"
-	    "dst = any\ntls-support = required\nenabled = no\naction = m\n");
+	    "dst = any\ntls-support = required\nenabled = no\naction = m\n"
+	    "[action z]\n[action m]\n");
 	assert_int_equal(conf->n_policies, 3);
 	assert_string_equal(conf->policies[0].name, "zeta");
 	assert_string_equal(conf->policies[1].name, "alpha");
@@ -319,6 +320,7 @@ test_tls_support_ports(void **state)
 
 /* A valid zone pair and policy head to build error cases on. */
 #define ZONES "[zone a]\ninterfaces = a0\n[zone b]\ninterfaces = b0\n" /* lines 1-4 */
+#define ZONES_AFTER_GLOBAL ZONES
 
 static const struct {
 	const char *text;
@@ -327,7 +329,7 @@ static const struct {
 	/* structure */
 	{"workers = 2\n", NAME ":1: \"workers\" outside any section"},
 	{"\n\n[frobnicate]\n",
-	    NAME ":3: unknown section [frobnicate] (expected global, zone or policy)"},
+	    NAME ":3: unknown section [frobnicate] (expected global, zone, policy, action or tls-profile)"},
 	{"[global\n", NAME ":1: malformed section header (expected [kind name])"},
 	{"[global] x\n", NAME ":1: malformed section header (expected [kind name])"},
 	{"[global x]\n", NAME ":1: [global] takes no name"},
@@ -404,7 +406,72 @@ static const struct {
 	{ZONES "[policy p]\nenabled = maybe\n", NAME ":6: enabled: expected yes or no, got \"maybe\""},
 	{ZONES "[policy p]\naction = a b\n",
 	    NAME ":6: action: \"a b\" is not a valid proxy action name"},
+
+	/* proxy actions, TLS profiles and the manual's rules */
+	{ZONES "[policy p]\nfrom = a\nto = b\naction = nosuch\n",
+	    NAME ":5: policy p: proxy action \"nosuch\" is not defined"},
+	{"[action SMTP-Outgoing.Standard]\n",
+	    NAME ":1: action \"SMTP-Outgoing.Standard\" is predefined and read-only (clone it under a new name)"},
+	{"[tls-profile TLS-SMTP.Standard]\n",
+	    NAME ":1: TLS profile \"TLS-SMTP.Standard\" is predefined and read-only (clone it under a new name)"},
+	{"[action x]\n[action x]\n", NAME ":2: action \"x\" is defined twice"},
+	{"[action x]\n[global]\n",
+	    NAME ":2: [global] must come before the [action] sections (they start from its limits)"},
+	{"[action x]\ntls-action = decrypt\n",
+	    NAME ":2: tls-action: expected inspect, allow or drop, got \"decrypt\""},
+	{"[action x]\nsender-encryption = maybe\n",
+	    NAME ":2: sender-encryption: expected required, preferred or none, got \"maybe\""},
+	{"[action x]\ntls-profile = nosuch\n", NAME ":1: action x: TLS profile \"nosuch\" is not defined"},
+	{"[action x]\nmax-recipients = 0\n", NAME ":2: max-recipients: 0 is out of range (1..100000)"},
+	{"[tls-profile t]\nmin-version = 1.4\n",
+	    NAME ":2: min-version: expected 1.0, 1.1, 1.2 or 1.3, got \"1.4\""},
+	{"[tls-profile t]\non-expired = ignore\n",
+	    NAME ":2: on-expired: expected allow, untrusted-sign or block, got \"ignore\""},
+	{"[tls-profile t]\nciphers = ALL;rm\n", NAME ":2: ciphers: \"ALL;rm\" is not an OpenSSL cipher string"},
+	{"[tls-profile t]\nca-file = certs.pem\n", NAME ":2: ca-file: expected an absolute path"},
+	{ZONES "[action plain]\ntls-action = allow\n[policy p]\nfrom = a\nto = b\naction = plain\n",
+	    NAME ":7: policy p: TLS Support enabled needs content inspection, but action plain has "
+	    "tls-action allow (set tls-action = inspect, or tls-support = disabled)"},
+	{ZONES "[action plain]\ntls-action = drop\n[policy p]\nfrom = a\nto = b\naction = plain\n"
+	    "tls-support = required\n",
+	    NAME ":7: policy p: TLS Support required needs content inspection, but action plain has "
+	    "tls-action drop (set tls-action = inspect, or tls-support = disabled)"},
 };
+
+/* Actions inherit [global]'s limits; predefined ones follow them; the warning rule. */
+static void
+test_actions_and_profiles(void **state)
+{
+	parse_ok("[global]\nmax-recipients = 7\n"
+	    ZONES_AFTER_GLOBAL
+	    "[tls-profile strict]\nmin-version = 1.3\non-name-mismatch = block\n"
+	    "[action out]\ntls-profile = strict\nmax-message-size = 2048\n"
+	    "recipient-encryption = required\n"
+	    "[action plain]\ntls-action = allow\n"
+	    "[policy p]\nfrom = a\nto = b\naction = out\n"
+	    "[policy q]\nfrom = b\nto = a\naction = SMTP-Incoming.Standard\ntls-support = disabled\n"
+	    "[policy r]\nfrom = b\nto = a\naction = plain\ntls-support = disabled\n");
+	int out = config_action_index(conf, "out");
+	assert_true(out >= 0);
+	assert_int_equal(conf->actions[out].smtp.max_recipients, 7);
+	assert_int_equal(conf->actions[out].smtp.max_message_size, 2048);
+	assert_int_equal(conf->actions[out].recipient_enc, ENC_REQUIRED);
+	assert_int_equal(conf->actions[out].profile, config_profile_index(conf, "strict"));
+	const struct conf_tls_profile *t = &conf->profiles[conf->actions[out].profile];
+	assert_int_equal(t->min_version, 13);
+	assert_int_equal(t->on_fail[CF_NAME_MISMATCH], CERTFAIL_BLOCK);
+	assert_int_equal(t->on_fail[CF_EXPIRED], CERTFAIL_UNTRUSTED_SIGN); /* cloned default */
+	int in = config_action_index(conf, "SMTP-Incoming.Standard");
+	assert_true(conf->actions[in].predefined);
+	assert_int_equal(conf->actions[in].smtp.max_recipients, 7);
+	assert_int_equal(conf->actions[in].tls_action, TLS_ACTION_INSPECT);
+	assert_ptr_equal(config_limits(conf, 0), &conf->actions[out].smtp);
+	assert_ptr_equal(config_limits(conf, -1), &conf->smtp);
+	/* inspect + TLS Support disabled: a warning naming the policy's line, not an error */
+	assert_int_equal(conf->n_warnings, 1);
+	assert_non_null(strstr(conf->warnings[0], NAME ":"));
+	assert_non_null(strstr(conf->warnings[0], "policy q has TLS Support disabled"));
+}
 
 static void
 test_errors(void **state)
@@ -513,6 +580,7 @@ main(void)
 		cmocka_unit_test(test_policy_order_and_any),
 		cmocka_unit_test(test_tls_support_ports),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_actions_and_profiles),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_line_length),
 		cmocka_unit_test(test_file_too_large),
