@@ -54,6 +54,7 @@ struct parser {
 	size_t errlen;
 	bool zone_external_set[CONF_MAX_ZONES];
 	bool seen_action; /* [global] must come before actions */
+	bool tls_dir_set;
 };
 
 static int PRINTF_LIKE(3, 4)
@@ -417,6 +418,8 @@ global_kv(struct parser *p, const char *k, char *v)
 		c->max_sessions_per_client = (unsigned)n;
 	} else if (!strcmp(k, "tls-dir") || !strcmp(k, "trust-store")) {
 		char *dst = !strcmp(k, "tls-dir") ? c->tls_dir : c->trust_store;
+		if (dst == c->tls_dir)
+			p->tls_dir_set = true;
 		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX)
 			return perr(p, p->line, "%s: expected an absolute path", k);
 		snprintf(dst, CONF_PATH_MAX, "%s", v);
@@ -884,6 +887,12 @@ validate(struct parser *p)
 		if (resolve_zones(p, pol->line, "from", pol->from_names, pol->n_from, pol->from) < 0 ||
 		    resolve_zones(p, pol->line, "to", pol->to_names, pol->n_to, pol->to) < 0)
 			return -1;
+	}
+	/* TLS material lives next to the configuration unless tls-dir says otherwise. */
+	if (!p->tls_dir_set) {
+		const char *slash = strrchr(p->name, '/');
+		int dirlen = slash ? (int)(slash - p->name) : 1;
+		snprintf(c->tls_dir, sizeof(c->tls_dir), "%.*s/tls", dirlen, slash ? p->name : ".");
 	}
 	/* Predefined actions follow [global]'s limits; they cannot be edited. */
 	for (int i = 0; i < c->n_actions; i++)

@@ -183,7 +183,7 @@ struct config {
 	struct conf_action actions[CONF_MAX_ACTIONS];
 	int n_profiles;
 	struct conf_tls_profile profiles[CONF_MAX_PROFILES];
-	/* TLS material (files under tls-dir unless set one by one) */
+	/* TLS material: tls-dir defaults to "tls" beside the configuration file */
 	char tls_dir[CONF_PATH_MAX];
 	char trust_store[CONF_PATH_MAX];
 	unsigned cert_cache_size;

@@ -1,12 +1,16 @@
 /*
- * io - buffered non-blocking socket I/O over the ev loop.
+ * io - buffered non-blocking socket I/O over the ev loop, plain or TLS.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "io.h"
 #include "log.h"
@@ -15,6 +19,23 @@
 #define IO_READ_CHUNK 65536
 
 static void io_handler(struct ev_fd *e, uint32_t revents);
+static struct io *pending_head;
+
+static bool
+tls_active(const struct io *io)
+{
+	return (io->flags & (IO_F_TLS | IO_F_HANDSHAKE)) != 0;
+}
+
+static void
+pending_add(struct io *io)
+{
+	if (io->on_pending)
+		return;
+	io->on_pending = true;
+	io->pending_next = pending_head;
+	pending_head = io;
+}
 
 static void
 io_update(struct io *io)
@@ -25,11 +46,20 @@ io_update(struct io *io)
 		return;
 	if (io->flags & IO_F_CONNECTING) {
 		want = EPOLLOUT;
+	} else if (io->flags & IO_F_HS_PAUSED) {
+		want = 0;
+	} else if (io->flags & IO_F_HANDSHAKE) {
+		want = io->rd_want | io->wr_want;
 	} else {
-		if (!(io->flags & (IO_F_PAUSED | IO_F_EOF)) && buf_room(&io->in) > 0)
-			want |= EPOLLIN;
-		if (buf_len(&io->out) > 0 || (io->flags & IO_F_FAILED))
-			want |= EPOLLOUT;
+		bool reading = !(io->flags & (IO_F_PAUSED | IO_F_EOF)) && buf_room(&io->in) > 0;
+
+		if (reading)
+			want |= (io->flags & IO_F_TLS) ? io->rd_want : EPOLLIN;
+		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING)))
+			want |= (io->flags & IO_F_TLS) ? io->wr_want : EPOLLOUT;
+		/* Decrypted bytes inside the SSL object wake nobody: queue them. */
+		if (reading && io->ssl && (io->flags & IO_F_TLS) && SSL_pending(io->ssl) > 0)
+			pending_add(io);
 	}
 	ev_fd_mod(&io->ev, want);
 }
@@ -62,9 +92,10 @@ io_init(struct io *io, int fd, size_t inmax, size_t outmax,
 	buf_init(&io->out, outmax);
 	io->cb = cb;
 	io->arg = arg;
+	io->rd_want = EPOLLIN;
+	io->wr_want = EPOLLOUT;
 	/* Registered with no interest; io_update() picks what is needed. */
 	ev_fd_add(&io->ev, fd, 0, io_handler);
-	io->ev.events = 0;
 	io_update(io);
 }
 
@@ -80,11 +111,61 @@ io_connect(struct io *io, const union sockaddr_any *dst)
 	return 0;
 }
 
+/* The OpenSSL error queue as one line, for io->error. */
+static void
+tls_error(struct io *io, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char buf[120];
+
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "%s", errno ? strerror(errno) : "connection closed");
+	snprintf(io->errbuf, sizeof(io->errbuf), "%s: %s", what, buf);
+	io->error = io->errbuf;
+	ERR_clear_error();
+}
+
+static void
+start_handshake(struct io *io)
+{
+	io->flags &= ~IO_F_TLS_PENDING;
+	io->flags |= IO_F_HANDSHAKE;
+	/* The first step runs from the loop: the owner never sees a re-entrant event. */
+	io->rd_want = 0;
+	io->wr_want = EPOLLOUT;
+}
+
 /* Write what we can without calling back; failures surface as IO_ERROR. */
 static void
 io_flush(struct io *io)
 {
 	while (buf_len(&io->out) > 0 && !(io->flags & (IO_F_FAILED | IO_F_CONNECTING))) {
+		if (io->flags & IO_F_HANDSHAKE)
+			return;
+		if (io->flags & IO_F_TLS) {
+			int n = SSL_write(io->ssl, buf_head(&io->out), (int)(buf_len(&io->out) > 65536
+			    ? 65536 : buf_len(&io->out)));
+			if (n <= 0) {
+				int err = SSL_get_error(io->ssl, n);
+				if (err == SSL_ERROR_WANT_WRITE) {
+					io->wr_want = EPOLLOUT;
+					break;
+				}
+				if (err == SSL_ERROR_WANT_READ) {
+					io->wr_want = EPOLLIN;
+					break;
+				}
+				tls_error(io, "TLS write");
+				io->flags |= IO_F_FAILED;
+				break;
+			}
+			io->wr_want = EPOLLOUT;
+			buf_consume(&io->out, (size_t)n);
+			io_touch(io);
+			continue;
+		}
 		ssize_t n = send(io->fd, buf_head(&io->out), buf_len(&io->out), MSG_NOSIGNAL);
 
 		if (n < 0) {
@@ -99,7 +180,12 @@ io_flush(struct io *io)
 		buf_consume(&io->out, (size_t)n);
 		io_touch(io);
 	}
-	if (buf_len(&io->out) == 0 && (io->flags & IO_F_SHUTDOWN) && !(io->flags & IO_F_WRDONE)) {
+	if (buf_len(&io->out) == 0 && (io->flags & IO_F_TLS_PENDING))
+		start_handshake(io);
+	if (buf_len(&io->out) == 0 && (io->flags & IO_F_SHUTDOWN) && !(io->flags & IO_F_WRDONE) &&
+	    !(io->flags & IO_F_HANDSHAKE)) {
+		if (io->flags & IO_F_TLS)
+			(void)SSL_shutdown(io->ssl); /* close_notify, best effort */
 		(void)shutdown(io->fd, SHUT_WR);
 		io->flags |= IO_F_WRDONE;
 	}
@@ -174,6 +260,32 @@ io_shutdown_after_flush(struct io *io)
 }
 
 void
+io_start_tls(struct io *io, SSL *ssl)
+{
+	FATAL_IF(io->ssl != NULL);
+	io->ssl = ssl;
+	SSL_set_fd(ssl, io->fd);
+	/* What was read as plaintext is never part of the TLS stream. */
+	buf_reset(&io->in);
+	if (buf_len(&io->out) > 0)
+		io->flags |= IO_F_TLS_PENDING;
+	else
+		start_handshake(io);
+	io_update(io);
+}
+
+void
+io_tls_resume(struct io *io)
+{
+	if (!(io->flags & IO_F_HS_PAUSED))
+		return;
+	io->flags &= ~IO_F_HS_PAUSED;
+	io->rd_want = 0;
+	io->wr_want = EPOLLOUT;
+	io_update(io);
+}
+
+void
 io_close(struct io *io)
 {
 	if (io->flags & IO_F_DEAD)
@@ -181,12 +293,18 @@ io_close(struct io *io)
 	io->flags |= IO_F_DEAD;
 	ev_timer_cancel(&io->timer);
 	ev_fd_del(&io->ev);
+	if (io->ssl) {
+		if ((io->flags & IO_F_TLS) && !(io->flags & (IO_F_FAILED | IO_F_WRDONE)))
+			(void)SSL_shutdown(io->ssl);
+		SSL_free(io->ssl);
+		io->ssl = NULL;
+	}
 	if (io->fd >= 0)
 		close(io->fd);
 	io->fd = -1;
 	io->ev.fd = -1;
-	buf_free(&io->in);
-	buf_free(&io->out);
+	buf_free_secure(&io->in);  /* may hold decrypted mail or AUTH exchanges */
+	buf_free_secure(&io->out);
 }
 
 static void
@@ -209,6 +327,104 @@ io_handle_connect(struct io *io)
 }
 
 static void
+io_handshake(struct io *io)
+{
+	int r = SSL_do_handshake(io->ssl);
+
+	if (r == 1) {
+		io->flags &= ~IO_F_HANDSHAKE;
+		io->flags |= IO_F_TLS;
+		io->rd_want = EPOLLIN;
+		io->wr_want = EPOLLOUT;
+		io_touch(io);
+		io_update(io);
+		io->cb(io, IO_TLS_READY, io->arg);
+		return;
+	}
+	switch (SSL_get_error(io->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		io->rd_want = EPOLLIN;
+		io->wr_want = 0;
+		io_update(io);
+		return;
+	case SSL_ERROR_WANT_WRITE:
+		io->rd_want = 0;
+		io->wr_want = EPOLLOUT;
+		io_update(io);
+		return;
+	case SSL_ERROR_WANT_CLIENT_HELLO_CB:
+		io->flags |= IO_F_HS_PAUSED;
+		io_update(io);
+		io->cb(io, IO_TLS_HELLO, io->arg);
+		return;
+	default:
+		tls_error(io, "TLS handshake");
+		io->cb(io, IO_ERROR, io->arg);
+		return;
+	}
+}
+
+/* One read into io->in; returns false when the owner was called with an end or error. */
+static void
+io_read(struct io *io)
+{
+	size_t got;
+	char *w = buf_reserve(&io->in, IO_READ_CHUNK, &got);
+	ssize_t n;
+
+	if (w == NULL) {
+		io_update(io);
+		return;
+	}
+	if (io->flags & IO_F_TLS) {
+		int r = SSL_read(io->ssl, w, got > INT32_MAX ? INT32_MAX : (int)got);
+		if (r <= 0) {
+			int err = SSL_get_error(io->ssl, r);
+			if (err == SSL_ERROR_WANT_READ) {
+				io->rd_want = EPOLLIN;
+				io_update(io);
+				return;
+			}
+			if (err == SSL_ERROR_WANT_WRITE) {
+				io->rd_want = EPOLLOUT;
+				io_update(io);
+				return;
+			}
+			if (err == SSL_ERROR_ZERO_RETURN) {
+				n = 0;
+			} else {
+				tls_error(io, "TLS read");
+				io->cb(io, IO_ERROR, io->arg);
+				return;
+			}
+		} else {
+			n = r;
+		}
+		io->rd_want = EPOLLIN;
+	} else {
+		n = recv(io->fd, w, got, 0);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return;
+			io->error = strerror(errno);
+			io->cb(io, IO_ERROR, io->arg);
+			return;
+		}
+	}
+	if (n == 0) {
+		io->flags |= IO_F_EOF;
+		io_update(io);
+		io->cb(io, IO_EOF, io->arg);
+		return;
+	}
+	buf_commit(&io->in, (size_t)n);
+	io->rbytes += (uint64_t)n;
+	io_touch(io);
+	io_update(io);
+	io->cb(io, IO_DATAIN, io->arg);
+}
+
+static void
 io_handler(struct ev_fd *e, uint32_t revents)
 {
 	struct io *io = container_of(e, struct io, ev);
@@ -220,8 +436,16 @@ io_handler(struct ev_fd *e, uint32_t revents)
 			io_handle_connect(io);
 		return;
 	}
+	if (io->flags & IO_F_HS_PAUSED)
+		return;
+	if (io->flags & IO_F_HANDSHAKE) {
+		io_handshake(io);
+		return;
+	}
 
-	if (revents & EPOLLOUT || io->flags & IO_F_FAILED) {
+	/* With TLS either direction may need either event: try both. */
+	if ((revents & EPOLLOUT) || (io->flags & IO_F_FAILED) ||
+	    (tls_active(io) && buf_len(&io->out) > 0) || (io->flags & IO_F_TLS_PENDING)) {
 		size_t before = buf_len(&io->out);
 
 		io_flush(io);
@@ -235,6 +459,8 @@ io_handler(struct ev_fd *e, uint32_t revents)
 			if (io->flags & IO_F_DEAD)
 				return;
 		}
+		if (io->flags & IO_F_HANDSHAKE)
+			return; /* STARTTLS reply sent: the handshake runs on the next event */
 	}
 
 	if (revents & EPOLLERR) {
@@ -246,10 +472,7 @@ io_handler(struct ev_fd *e, uint32_t revents)
 		io->cb(io, IO_ERROR, io->arg);
 		return;
 	}
-	if (revents & (EPOLLIN | EPOLLHUP)) {
-		size_t got;
-		char *w;
-
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLOUT)) {
 		if (io->flags & (IO_F_PAUSED | IO_F_EOF)) {
 			/*
 			 * epoll reports HUP whatever the interest mask; while we
@@ -260,28 +483,27 @@ io_handler(struct ev_fd *e, uint32_t revents)
 				ev_fd_del(&io->ev);
 			return;
 		}
-		w = buf_reserve(&io->in, IO_READ_CHUNK, &got);
-		if (w == NULL) {
-			io_update(io);
+		/* Plain sockets read on EPOLLIN/HUP only; TLS reads may wait on EPOLLOUT. */
+		if (!(revents & (EPOLLIN | EPOLLHUP)) &&
+		    !((io->flags & IO_F_TLS) && io->rd_want == EPOLLOUT))
 			return;
-		}
-		ssize_t n = recv(io->fd, w, got, 0);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				return;
-			io->error = strerror(errno);
-			io->cb(io, IO_ERROR, io->arg);
-			return;
-		}
-		if (n == 0) {
-			io->flags |= IO_F_EOF;
-			io_update(io);
-			io->cb(io, IO_EOF, io->arg);
-			return;
-		}
-		buf_commit(&io->in, (size_t)n);
-		io_touch(io);
-		io_update(io);
-		io->cb(io, IO_DATAIN, io->arg);
+		io_read(io);
+	}
+}
+
+void
+io_run_pending(void)
+{
+	while (pending_head) {
+		struct io *io = pending_head;
+
+		pending_head = io->pending_next;
+		io->on_pending = false;
+		if (io->flags & IO_F_DEAD || !(io->flags & IO_F_TLS) || io->ssl == NULL)
+			continue;
+		if (io->flags & (IO_F_PAUSED | IO_F_EOF) || buf_room(&io->in) == 0)
+			continue;
+		if (SSL_pending(io->ssl) > 0)
+			io_read(io);
 	}
 }

@@ -10,6 +10,15 @@
  *   IO_TIMEOUT    no progress for io->timeout_ms
  *   IO_EOF        the peer closed its sending side (io->in may hold bytes)
  *   IO_ERROR      the socket failed; io->error says why
+ *   IO_TLS_READY  the TLS handshake started by io_start_tls() completed
+ *   IO_TLS_HELLO  a server handshake paused at the ClientHello (the
+ *                 owner's client-hello callback asked to wait); continue
+ *                 with io_tls_resume()
+ *
+ * TLS: io_start_tls() hands the io an SSL object; from then on every read
+ * and write goes through it, and the owner sees the same vocabulary.  The
+ * handshake begins only after queued plaintext output has been sent (the
+ * STARTTLS reply), and plaintext input still buffered is never fed to it.
  *
  * Lifetime: the owner calls io_close() (possibly from inside its callback);
  * after that no event is delivered, but the struct stays valid until the
@@ -21,6 +30,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "buf.h"
@@ -34,6 +44,8 @@ enum io_event {
 	IO_TIMEOUT,
 	IO_EOF,
 	IO_ERROR,
+	IO_TLS_READY,
+	IO_TLS_HELLO,
 };
 
 #define IO_F_CONNECTING 0x01u
@@ -43,6 +55,10 @@ enum io_event {
 #define IO_F_DEAD 0x10u     /* closed; deliver nothing more */
 #define IO_F_FAILED 0x20u   /* a write failed; reported from the event handler */
 #define IO_F_WRDONE 0x40u   /* write side shut down */
+#define IO_F_TLS 0x80u      /* TLS established: all I/O through io->ssl */
+#define IO_F_HANDSHAKE 0x100u
+#define IO_F_HS_PAUSED 0x200u  /* handshake waits for io_tls_resume() */
+#define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
 
 struct io {
 	struct ev_fd ev;
@@ -53,6 +69,12 @@ struct io {
 	size_t lowat;
 	unsigned timeout_ms;
 	const char *error;
+	char errbuf[160];
+	struct ssl_st *ssl;
+	uint32_t rd_want, wr_want; /* the epoll events TLS reads / writes wait for */
+	uint64_t rbytes;           /* payload octets read (after TLS) */
+	struct io *pending_next;   /* on the list of ios with decrypted bytes waiting */
+	bool on_pending;
 	void (*cb)(struct io *io, enum io_event ev, void *arg);
 	void *arg;
 };
@@ -76,6 +98,12 @@ void io_set_timeout(struct io *io, unsigned ms);
 /* Send what is queued, then shut the write side down. */
 void io_shutdown_after_flush(struct io *io);
 void io_close(struct io *io);
+/* Take over ssl (SSL_set_fd is done here); the handshake starts after out drains. */
+void io_start_tls(struct io *io, struct ssl_st *ssl);
+void io_tls_resume(struct io *io);
+static inline bool io_is_tls(const struct io *io) { return (io->flags & IO_F_TLS) != 0; }
+/* Deliver reads for TLS ios whose decrypted bytes waited for room (ev idle hook). */
+void io_run_pending(void);
 static inline bool io_closed(const struct io *io) { return (io->flags & IO_F_DEAD) != 0; }
 
 #endif

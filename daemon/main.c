@@ -8,6 +8,9 @@
  * capability set (priv.h).  The master itself never touches network
  * input.  A child that dies is respawned; if the master dies, the children
  * follow (PDEATHSIG), the listeners close and the ruleset fails closed.
+ * With -s the master keeps a status file (status.h) for smtpgwctl: it is
+ * rewritten at start, after each reload attempt, when a child dies and on
+ * SIGUSR2.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +28,14 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "limits.h"
+#include "quota.h"
+#include "signer.h"
+#include "tls.h"
 #include "listen.h"
 #include "log.h"
 #include "classifier.h"
 #include "priv.h"
+#include "status.h"
 #include "util.h"
 #include "worker.h"
 
@@ -53,13 +59,15 @@ static struct config *conf;
 static struct classifier *queue;
 static int lfds[2] = { -1, -1 };
 static const char *pidfile;
+static const char *statusfile;
+static struct status st;
 static volatile int child_stop;
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: smtpgw [-dDht] [-c FILE] [-p PIDFILE]\n"
+	    "usage: smtpgw [-dDht] [-c FILE] [-p PIDFILE] [-s STATUSFILE]\n"
 	    "\n"
 	    "Transparent SMTP proxy gateway: classifies new SMTP connections queued by\n"
 	    "the nftables ruleset, accepts them on transparent listeners (TPROXY) and\n"
@@ -72,12 +80,16 @@ usage(FILE *f)
 	    "              actions and TLS profiles included) and exit\n"
 	    "  -p PIDFILE  write the master's PID here once the classifier and all\n"
 	    "              workers are ready (removed at exit)\n"
+	    "  -s FILE     keep a key=value status file here: pid, configuration\n"
+	    "              generation, last reload result, children, sessions now\n"
+	    "              (rewritten on reload, child exit and SIGUSR2; removed at exit)\n"
 	    "  -d          debug logging (every classification decision)\n"
 	    "  -h          this help\n"
 	    "  -V          print the version\n"
 	    "\n"
 	    "Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (sessions in\n"
-	    "progress finish under the configuration they started with).\n"
+	    "progress finish under the configuration they started with); SIGUSR2\n"
+	    "rewrites the status file.\n"
 	    "Must start as root (or with CAP_NET_ADMIN); children run as the configured\n"
 	    "user with only CAP_NET_ADMIN (classifier) or CAP_NET_RAW (workers, when\n"
 	    "spoof-source is on).\n");
@@ -168,14 +180,14 @@ spawn(enum role role, int ready_fd)
 		return -1;
 	}
 	/* The child's table index is also its slot in the shared limits. */
-	limits_clear_slot((unsigned)slot);
+	quota_clear_slot((unsigned)slot);
 	pid = fork();
 	if (pid < 0) {
 		log_err("fork error=\"%s\"", strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
-		limits_use_slot((unsigned)slot);
+		quota_use_slot((unsigned)slot);
 		child_run(role, ready_fd);
 	}
 	children[slot].pid = pid;
@@ -280,27 +292,74 @@ write_pidfile(const char *path)
 	return 0;
 }
 
+/* Fill the children's part of the status from the table and write it. */
+static void
+status_refresh(void)
+{
+	static bool warned;
+	char err[512];
+	size_t off = 0;
+
+	if (statusfile == NULL)
+		return;
+	st.classifier_pid = 0;
+	st.classifier_alive = false;
+	st.workers = st.workers_draining = 0;
+	st.worker_pids[0] = '\0';
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		struct child *ch = &children[i];
+
+		if (ch->pid <= 0 || kill(ch->pid, 0) < 0)
+			continue;
+		if (ch->draining) {
+			st.workers_draining++;
+		} else if (ch->role == ROLE_CLASSIFIER) {
+			st.classifier_pid = ch->pid;
+			st.classifier_alive = true;
+		} else {
+			int n = snprintf(st.worker_pids + off, sizeof(st.worker_pids) - off, "%s%d",
+			    off ? " " : "", (int)ch->pid);
+			if (n > 0 && (size_t)n < sizeof(st.worker_pids) - off)
+				off += (size_t)n;
+			st.workers++;
+		}
+	}
+	st.workers_expected = worker_count(conf);
+	st.sessions = quota_total();
+	st.seq++;
+	if (status_write(statusfile, &st, err, sizeof(err)) < 0) {
+		if (!warned)
+			log_warn("status file error=\"%s\"", err);
+		warned = true;
+	} else {
+		warned = false;
+	}
+}
+
 /*
  * SIGHUP: read the file again; if it is valid, start a new classifier and
  * new workers with it and let the old workers drain.  An invalid file
  * changes nothing.
  */
-static void
-reload(const char *path)
+static enum reload_result
+reload(const char *path, char *why, size_t whylen)
 {
 	char err[512];
 	struct config *nc = xmalloc(sizeof(*nc));
 
+	why[0] = '\0';
 	if (config_load(nc, path, err, sizeof(err)) < 0) {
 		log_err("reload rejected error=\"%s\" (the running configuration stays)", err);
+		snprintf(why, whylen, "%s", err);
 		free(nc);
-		return;
+		return RELOAD_REJECTED;
 	}
 	if (nc->listen_port != conf->listen_port || nc->queue != conf->queue ||
 	    nc->user[0] != conf->user[0] || strcmp(nc->user, conf->user) != 0) {
 		log_err("reload rejected error=\"listen-port, queue and user change only on restart\"");
+		snprintf(why, whylen, "listen-port, queue and user change only on restart");
 		free(nc);
-		return;
+		return RELOAD_REJECTED;
 	}
 	/* The queue has one reader: stop the old classifier first (SYNs wait in the kernel). */
 	for (int i = 0; i < MAX_CHILDREN; i++) {
@@ -314,13 +373,22 @@ reload(const char *path)
 		}
 	}
 	/* Old workers keep pointing into their own copy of the old config. */
+	if (tls_reload(nc, err, sizeof(err)) < 0) {
+		log_err("reload rejected error=\"tls: %s\" (the running configuration stays)", err);
+		snprintf(why, whylen, "tls: %.400s", err);
+		free(nc);
+		return RELOAD_REJECTED;
+	}
 	free(conf);
 	conf = nc;
-	if (spawn_generation() < 0)
+	if (spawn_generation() < 0) {
 		log_err("reload: new generation failed to start");
-	else
-		log_info("reload done zones=%d policies=%d workers=%u", conf->n_zones,
-		    conf->n_policies, worker_count(conf));
+		snprintf(why, whylen, "the new classifier or workers failed to start (see the log)");
+		return RELOAD_FAILED;
+	}
+	log_info("reload done zones=%d policies=%d workers=%u", conf->n_zones,
+	    conf->n_policies, worker_count(conf));
+	return RELOAD_OK;
 }
 
 static int
@@ -335,6 +403,7 @@ supervise(const char *path)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	for (;;) {
 		siginfo_t si;
 		int sig = sigwaitinfo(&set, &si);
@@ -343,11 +412,21 @@ supervise(const char *path)
 			log_info("master stop signal=%d", sig);
 			signal_children(SIGTERM, false);
 			wait_children(5000);
+			signer_stop();
 			return 0;
 		}
 		if (sig == SIGHUP) {
 			log_info("master reload file=%s", path);
-			reload(path);
+			st.reload_result = reload(path, st.reload_error, sizeof(st.reload_error));
+			st.reloads++;
+			st.reload_time = time(NULL);
+			if (st.reload_result == RELOAD_OK)
+				st.generation++;
+			status_refresh();
+			continue;
+		}
+		if (sig == SIGUSR2) {
+			status_refresh();
 			continue;
 		}
 		if (sig != SIGCHLD)
@@ -358,6 +437,8 @@ supervise(const char *path)
 
 			if (pid <= 0)
 				break;
+			if (signer_reaped(pid))
+				continue;
 			for (int i = 0; i < MAX_CHILDREN; i++) {
 				if (children[i].pid != pid)
 					continue;
@@ -366,11 +447,12 @@ supervise(const char *path)
 
 				children[i].pid = 0;
 				/* its sessions are gone with it */
-				limits_clear_slot((unsigned)i);
+				quota_clear_slot((unsigned)i);
 				if (draining) {
 					log_info("master drained worker pid=%d", (int)pid);
 					break;
 				}
+				st.child_deaths++;
 				log_err("master child died role=%s pid=%d status=%d signal=%d",
 				    role == ROLE_CLASSIFIER ? "classify" : "worker", (int)pid,
 				    WIFEXITED(status) ? WEXITSTATUS(status) : -1,
@@ -388,15 +470,18 @@ supervise(const char *path)
 				}
 				int p[2];
 				if (pipe2(p, O_CLOEXEC) == 0) {
-					if (spawn(role, p[1]) > 0)
+					if (spawn(role, p[1]) > 0) {
+						st.respawns++;
 						log_info("master respawned role=%s",
 						    role == ROLE_CLASSIFIER ? "classify" : "worker");
+					}
 					close(p[0]);
 					close(p[1]);
 				}
 				break;
 			}
 		}
+		status_refresh();
 	}
 }
 
@@ -409,12 +494,13 @@ main(int argc, char **argv)
 	sigset_t set;
 	int ch, rc;
 
-	while ((ch = getopt(argc, argv, "c:dDhp:tV")) != -1) {
+	while ((ch = getopt(argc, argv, "c:dDhp:s:tV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'D': dump = true; break;
 		case 'd': debug = true; break;
 		case 'p': pidfile = optarg; break;
+		case 's': statusfile = optarg; break;
 		case 't': check = true; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("smtpgw %s\n", SMTPGW_VERSION); return 0;
@@ -451,10 +537,11 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (limits_init(MAX_CHILDREN) < 0) {
+	if (quota_init(MAX_CHILDREN) < 0) {
 		log_err("session limits: cannot map shared memory: %s", strerror(errno));
 		return 1;
 	}
@@ -471,6 +558,21 @@ main(int argc, char **argv)
 		log_err("classify setup error=\"%s\"", err);
 		return 1;
 	}
+	/*
+	 * TLS material: generated on first start, loaded before any worker
+	 * exists.  CA keys are never loaded here: only the signer reads them.
+	 */
+	static struct tls_material material;
+	if (tls_prepare_files(conf, err, sizeof(err)) < 0 ||
+	    tls_load(conf, &material, err, sizeof(err)) < 0) {
+		log_err("tls setup error=\"%s\"", err);
+		return 1;
+	}
+	tls_global = &material;
+	if (signer_start(conf, material.leaf_key, err, sizeof(err)) < 0) {
+		log_err("signer setup error=\"%s\"", err);
+		return 1;
+	}
 	log_info("master start version=%s config=%s listen-port=%u queue=%u workers=%u spoof=%s",
 	    SMTPGW_VERSION, path, conf->listen_port, conf->queue, worker_count(conf),
 	    conf->spoof_source ? "yes" : "no");
@@ -482,9 +584,18 @@ main(int argc, char **argv)
 	}
 	if (pidfile && write_pidfile(pidfile) < 0)
 		log_warn("pidfile path=%s error=\"%s\"", pidfile, strerror(errno));
+	st.pid = getpid();
+	st.version = SMTPGW_VERSION;
+	st.config = path;
+	st.started = time(NULL);
+	st.generation = 1;
+	st.reload_result = RELOAD_NONE;
+	status_refresh();
 	log_info("master ready");
 	rc = supervise(path);
 	if (pidfile)
 		unlink(pidfile);
+	if (statusfile)
+		unlink(statusfile);
 	return rc;
 }

@@ -11,9 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "session.h"
+#include "tls.h"
 #include "util.h"
 
 static struct session *sessions;      /* live sessions */
@@ -33,6 +34,9 @@ session_refuse(struct session *s, const char *reply)
 {
 	io_close(&s->server.io);
 	s->state = SESSION_CLOSING;
+	/* Implicit TLS: the reply goes out inside TLS once the handshake is done. */
+	if (s->implicit_tls)
+		smtp_tls_finish_for_reply(s);
 	io_printf(&s->client.io, "%s\r\n", reply);
 	io_shutdown_after_flush(&s->client.io);
 	io_set_timeout(&s->client.io, SESSION_LINGER_MS);
@@ -130,15 +134,26 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 		sessions->prev = s;
 	sessions = s;
 	n_sessions++;
-	s->limit_bucket = limits_bucket(client);
+	s->limit_bucket = quota_bucket(client);
 	s->counted = true;
-	limits_take(s->limit_bucket);
+	quota_take(s->limit_bucket);
 
 	io_init(&s->client.io, fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
 	s->client.io.lowat = LEG_OUT_LOWAT;
 	/* Nothing is read from the client before the upstream connection is up. */
 	io_pause(&s->client.io);
 	smtp_init(s, &inspect_allow);
+	/* Port 465: TLS from the first byte (the handshake waits for the upstream's). */
+	if (addr_port(orig_dst) == 465) {
+		const struct conf_action *a = config_action_of(conf, mf->policy);
+
+		if (tls_global == NULL || a == NULL || a->tls_action != TLS_ACTION_INSPECT) {
+			log_sid(LOG_LVL_WARN, s->id, "session refused reason=implicit-tls-not-inspected");
+			session_close(s, "implicit-tls-refused");
+			return s;
+		}
+		smtp_set_implicit_tls(s);
+	}
 
 	log_sid(LOG_LVL_INFO, s->id,
 	    "session start client=%s server=%s zone=%s direction=%s policy=%s spoof=%s",
@@ -223,14 +238,14 @@ session_close(struct session *s, const char *reason)
 	s->end_reason = reason;
 	ev_timer_cancel(&s->px.ctimer);
 	if (s->counted)
-		limits_release(s->limit_bucket);
+		quota_release(s->limit_bucket);
 	s->counted = false;
 	io_close(&s->client.io);
 	io_close(&s->server.io);
 	log_sid(LOG_LVL_INFO, s->id,
 	    "session end reason=%s duration_ms=%llu client_bytes=%llu server_bytes=%llu", reason,
 	    (unsigned long long)(now_ms() - s->start_ms),
-	    (unsigned long long)s->client.bytes_in, (unsigned long long)s->server.bytes_in);
+	    (unsigned long long)s->client.io.rbytes, (unsigned long long)s->server.io.rbytes);
 
 	if (s->prev)
 		s->prev->next = s->next;
@@ -330,6 +345,10 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 	case SESSION_CLOSING:
 		if (ev == IO_DATAIN)
 			buf_reset(&io->in);
+		else if (ev == IO_TLS_HELLO)
+			smtp_tls_finish_for_reply(s);
+		else if (ev == IO_TLS_READY)
+			io_kick(io); /* the final reply goes out encrypted */
 		else if (ev != IO_LOWAT)
 			session_close(s, s->end_reason ? s->end_reason : "refused");
 		return;

@@ -41,7 +41,6 @@ struct leg {
 	struct session *s;
 	union sockaddr_any local, peer;
 	const char *name; /* "client" / "server" for logs */
-	uint64_t bytes_in;
 };
 
 enum session_state {
@@ -65,6 +64,10 @@ struct session {
 	struct leg client, server;
 	const char *end_reason;
 	struct smtp_proxy px;
+	/* TLS */
+	bool implicit_tls;  /* port 465: TLS from the first byte on both legs */
+	bool hello_seen;    /* the client's ClientHello arrived (implicit TLS) */
+	char sni[256];      /* the client's SNI, mirrored upstream */
 };
 
 /*

@@ -90,7 +90,7 @@ add_line(struct buf *out, bool last, const char *fmt, ...)
 
 int
 caps_render(const struct caps *up, const struct smtp_limits *lim, const char *greeting,
-    size_t greetlen, struct buf *out, struct caps *shown)
+    size_t greetlen, struct buf *out, struct caps *shown, bool offer_starttls)
 {
 	const char *kw[16];
 	char sizebuf[48], authbuf[300];
@@ -119,6 +119,8 @@ caps_render(const struct caps *up, const struct smtp_limits *lim, const char *gr
 		kw[n++] = "DSN", shown->flags |= CAP_DSN;
 	if (lim->allow_chunking)
 		kw[n++] = "CHUNKING", shown->flags |= CAP_CHUNKING;
+	if (offer_starttls)
+		kw[n++] = "STARTTLS", shown->flags |= CAP_STARTTLS;
 	if ((up->flags & CAP_AUTH) && lim->allow_auth && up->auth[0]) {
 		snprintf(authbuf, sizeof(authbuf), "AUTH %s", up->auth);
 		kw[n++] = authbuf;

@@ -3,11 +3,14 @@
  * destination offers AND smtpgw implements AND the configuration allows;
  * everything else (XCLIENT, XFORWARD, ETRN, private X- extensions, ...)
  * is removed.  CHUNKING is offered even when the destination lacks it:
- * the engine converts BDAT to DATA.
+ * the engine converts BDAT to DATA.  STARTTLS is offered when the proxy
+ * action lets the client encrypt (smtpgw terminates it), whatever the
+ * destination offers; it is never offered on a leg that is already TLS.
  */
 #ifndef SMTPGW_SMTP_CAPS_H
 #define SMTPGW_SMTP_CAPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +43,6 @@ void caps_parse(struct caps *up, const char *const *lines, const size_t *lens, i
  * then the mediated keywords.  Returns the flags offered in *shown.
  */
 int caps_render(const struct caps *up, const struct smtp_limits *lim, const char *greeting,
-    size_t greetlen, struct buf *out, struct caps *shown);
+    size_t greetlen, struct buf *out, struct caps *shown, bool offer_starttls);
 
 #endif

@@ -14,10 +14,14 @@
 
 #include <openssl/crypto.h>
 
+#include <openssl/ssl.h>
+
+#include "certcache.h"
 #include "io.h"
 #include "log.h"
 #include "session.h"
 #include "smtp_proxy.h"
+#include "tls.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- FIFO */
@@ -30,6 +34,7 @@
 #define PF_QUIT 0x020u
 #define PF_AUTH 0x040u
 #define PF_GROUP_END 0x080u /* the client may send nothing until this reply */
+#define PF_STARTTLS 0x100u  /* STARTTLS sent upstream for the client */
 
 struct pend {
 	struct pend *next;
@@ -333,6 +338,283 @@ log_message(struct session *s, const char *result, const char *reply)
 	    px->nrcpts, px->naccepted, (unsigned long long)px->framer.size + px->msg_bytes, code);
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+static const struct conf_action *
+session_action(const struct session *s)
+{
+	return config_action_of(s->conf, s->mf.policy);
+}
+
+static int
+session_profile(const struct session *s)
+{
+	const struct conf_action *a = session_action(s);
+
+	return a ? a->profile : 0;
+}
+
+/* STARTTLS is ours to offer: smtpgw terminates it on the client leg. */
+static bool
+starttls_offered(const struct session *s)
+{
+	const struct conf_action *a = session_action(s);
+
+	return a && tls_global && a->tls_action == TLS_ACTION_INSPECT && a->sender_enc != ENC_NONE &&
+	    !s->px.client_tls;
+}
+
+static void
+log_tls(struct session *s, struct io *io, const char *side)
+{
+	char peer[450], sni[80];
+	SSL *ssl = io->ssl;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	tls_describe_peer(ssl, peer, sizeof(peer));
+	log_sid(LOG_LVL_INFO, s->id, "tls ready side=%s version=%s cipher=%s sni=%s %s", side,
+	    SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+	    name ? log_quote(sni, sizeof(sni), name, strlen(name)) : "-", peer);
+}
+
+/* After TLS, everything learned before is forgotten (RFC 3207 4.2). */
+static void
+tls_forget(struct session *s)
+{
+	struct smtp_proxy *px = PX(s);
+
+	txn_reset(s);
+	px->helo_done = false;
+	px->esmtp = false;
+	px->auth_done = false;
+	memset(&px->shown, 0, sizeof(px->shown));
+	memset(&px->upcaps, 0, sizeof(px->upcaps));
+	px->helo[0] = '\0';
+}
+
+static void
+upstream_tls_begin(struct session *s, const char *sni)
+{
+	SSL *ssl = SSL_new(tls_global->client_ctx[session_profile(s)]);
+
+	if (ssl == NULL) {
+		upstream_lost(s, "cannot create a TLS session");
+		return;
+	}
+	/* The client's SNI is mirrored upstream (and is the reference name). */
+	if (sni && sni[0])
+		SSL_set_tlsext_host_name(ssl, sni);
+	SSL_set_connect_state(ssl);
+	io_start_tls(&s->server.io, ssl);
+	server_timeout(s, s->lim->t_server_command);
+}
+
+/*
+ * Give the client leg its certificate: outbound, a leaf forged for the
+ * real server's names and signed by the Proxy Authority (or the untrusted
+ * CA when the real certificate failed validation); inbound, the Proxy
+ * Server certificate.
+ */
+static SSL *
+client_ssl(struct session *s, bool trusted)
+{
+	const struct tls_material *m = tls_global;
+	SSL *ssl = SSL_new(m->server_ctx[session_profile(s)]);
+	X509 *peer = s->px.up_tls ? SSL_get0_peer_certificate(s->server.io.ssl) : NULL;
+
+	if (ssl == NULL)
+		return NULL;
+	if (!s->mf.inbound && peer) {
+		X509 *leaf = certcache_get(peer, trusted);
+		if (leaf == NULL || SSL_use_certificate(ssl, leaf) != 1 ||
+		    SSL_use_PrivateKey(ssl, m->leaf_key) != 1 ||
+		    SSL_add1_chain_cert(ssl, trusted ? m->pa_cert : m->ua_cert) != 1) {
+			X509_free(leaf);
+			SSL_free(ssl);
+			return NULL;
+		}
+		X509_free(leaf);
+	} else if (SSL_use_certificate(ssl, m->server_cert) != 1 ||
+	    SSL_use_PrivateKey(ssl, m->server_key) != 1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+static void
+client_tls_begin(struct session *s, bool trusted)
+{
+	struct smtp_proxy *px = PX(s);
+	SSL *ssl = client_ssl(s, trusted);
+
+	if (ssl == NULL) {
+		log_sid(LOG_LVL_ERR, s->id, "tls error=\"cannot prepare the client certificate\"");
+		pend_set_line(px->tls_pend, "454 4.7.0 TLS not available due to local problem");
+		px->tls_pend = NULL;
+		px->phase = CP_COMMAND;
+		flush_replies(s);
+		return;
+	}
+	tls_forget(s);
+	pend_set_line(px->tls_pend, "220 2.0.0 Ready to start TLS");
+	px->tls_pend = NULL;
+	flush_replies(s);
+	if (s->dead) {
+		SSL_free(ssl);
+		return;
+	}
+	/*
+	 * The hard boundary: the 220 is the last plaintext byte; whatever
+	 * plaintext the client sent after STARTTLS is discarded here and the
+	 * handshake starts once the 220 has left.
+	 */
+	SSL_set_accept_state(ssl);
+	SSL_set_app_data(ssl, s);
+	io_start_tls(&s->client.io, ssl);
+	io_set_timeout(&s->client.io, s->lim->t_client_command * 1000u);
+}
+
+/* The upstream TLS handshake completed: judge the certificate, go on with the client. */
+static void
+upstream_tls_ready(struct session *s)
+{
+	struct smtp_proxy *px = PX(s);
+	const struct conf_tls_profile *prof = &s->conf->profiles[session_profile(s)];
+	struct tls_verdict v;
+
+	px->up_tls = true;
+	log_tls(s, &s->server.io, "server");
+	tls_judge(prof, s->server.io.ssl, s->sni, &v);
+	log_sid(LOG_LVL_INFO, s->id, "tls verify side=server result=%s class=%s action=%s detail=\"%s\"",
+	    v.ok ? "ok" : "failed", v.ok ? "-" : certfail_class_keys[v.cls] + 3,
+	    certfail_action_name(v.action), v.detail);
+	if (v.action == CERTFAIL_BLOCK) {
+		/* Never present a trusted forgery for a destination we could not validate. */
+		if (s->implicit_tls) {
+			session_close(s, "tls-upstream-certificate-blocked");
+			return;
+		}
+		if (px->tls_pend) {
+			pend_set_line(px->tls_pend,
+			    "421 4.7.5 Error: the destination's TLS certificate failed validation");
+			px->tls_pend = NULL;
+		}
+		px->phase = CP_CLOSING;
+		upstream_abort(s, "certificate blocked by the TLS profile");
+		flush_replies(s);
+		return;
+	}
+	bool trusted = v.ok || v.action == CERTFAIL_ALLOW;
+	if (s->implicit_tls) {
+		SSL *ssl = s->client.io.ssl;
+		X509 *peer = SSL_get0_peer_certificate(s->server.io.ssl);
+		const struct tls_material *m = tls_global;
+		int ok;
+
+		if (!s->mf.inbound && peer) {
+			X509 *leaf = certcache_get(peer, trusted);
+			ok = leaf && SSL_use_certificate(ssl, leaf) == 1 &&
+			    SSL_use_PrivateKey(ssl, m->leaf_key) == 1 &&
+			    SSL_add1_chain_cert(ssl, trusted ? m->pa_cert : m->ua_cert) == 1;
+			X509_free(leaf);
+		} else {
+			ok = SSL_use_certificate(ssl, m->server_cert) == 1 &&
+			    SSL_use_PrivateKey(ssl, m->server_key) == 1;
+		}
+		if (!ok) {
+			log_sid(LOG_LVL_ERR, s->id, "tls error=\"cannot prepare the client certificate\"");
+			session_close(s, "tls-local-error");
+			return;
+		}
+		io_tls_resume(&s->client.io);
+		return;
+	}
+	client_tls_begin(s, trusted);
+}
+
+/*
+ * ClientHello callback (every client leg): note the SNI, refuse ALPN that
+ * names only non-mail protocols, and on implicit TLS pause the handshake
+ * until the upstream TLS is up, so the forged certificate is based on the
+ * real one.
+ */
+static int
+hello_cb(SSL *ssl, int *al, void *arg)
+{
+	struct session *s = SSL_get_app_data(ssl);
+	const unsigned char *p;
+	size_t len;
+
+	(void)arg;
+	if (s == NULL || s->hello_seen)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1 &&
+	    tls_parse_sni(p, len, s->sni, sizeof(s->sni)) < 0) {
+		log_sid(LOG_LVL_WARN, s->id, "tls refused reason=malformed-sni");
+		*al = SSL_AD_DECODE_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+	    &len) == 1) {
+		bool smtp, any;
+		if (tls_parse_alpn(p, len, &smtp, &any) < 0 || (any && !smtp)) {
+			log_sid(LOG_LVL_WARN, s->id, "tls refused reason=alpn-not-smtp");
+			*al = SSL_AD_NO_APPLICATION_PROTOCOL;
+			return SSL_CLIENT_HELLO_ERROR;
+		}
+	}
+	s->hello_seen = true;
+	return s->implicit_tls ? SSL_CLIENT_HELLO_RETRY : SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/*
+ * Implicit TLS and the destination failed before the client's handshake
+ * finished: finish it with the Proxy Server certificate (never a forgery:
+ * there is no real certificate to base one on) so the client can read
+ * the 4xx that tells it to retry, instead of a silent close.
+ */
+void
+smtp_tls_finish_for_reply(struct session *s)
+{
+	struct io *io = &s->client.io;
+
+	if (io->ssl == NULL || !(io->flags & IO_F_HS_PAUSED))
+		return;
+	if (SSL_get_certificate(io->ssl) == NULL &&
+	    (SSL_use_certificate(io->ssl, tls_global->server_cert) != 1 ||
+	    SSL_use_PrivateKey(io->ssl, tls_global->server_key) != 1)) {
+		session_close(s, "tls-local-error");
+		return;
+	}
+	io_tls_resume(io);
+}
+
+void
+smtp_tls_init(void)
+{
+	for (int i = 0; tls_global && i < CONF_MAX_PROFILES; i++)
+		if (tls_global->server_ctx[i])
+			SSL_CTX_set_client_hello_cb(tls_global->server_ctx[i], hello_cb, NULL);
+}
+
+void
+smtp_set_implicit_tls(struct session *s)
+{
+	SSL *ssl;
+
+	s->implicit_tls = true;
+	ssl = SSL_new(tls_global->server_ctx[session_profile(s)]);
+	if (ssl == NULL) {
+		session_close(s, "tls-local-error");
+		return;
+	}
+	SSL_set_app_data(ssl, s);
+	SSL_set_accept_state(ssl);
+	io_start_tls(&s->client.io, ssl);
+	io_set_timeout(&s->client.io, s->lim->t_client_command * 1000u);
+}
+
 /* ------------------------------------------------------- command table */
 
 enum tstate {
@@ -519,6 +801,16 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 		refuse(s, cmd, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
 		return;
 	}
+	const struct conf_action *a = session_action(s);
+	if (a && a->recipient_enc == ENC_REQUIRED && !px->up_tls) {
+		/* The mail stays with the sender until the destination can take it encrypted. */
+		refuse(s, cmd, "451 4.7.0 Error: TLS to the destination is required and not in place");
+		return;
+	}
+	if (px->client_tls && !px->up_tls && !(a && a->allow_cleartext_relay)) {
+		refuse(s, cmd, "451 4.7.0 Error: the destination leg is not encrypted");
+		return;
+	}
 	if (render_params(cmd, params, sizeof(params)) < 0) {
 		refuse(s, cmd, "501 5.5.4 Too many parameters");
 		return;
@@ -673,8 +965,39 @@ cmd_auth(struct session *s, struct smtp_cmd *cmd)
 static void
 cmd_starttls(struct session *s, struct smtp_cmd *cmd)
 {
-	/* Not offered on plaintext legs until the TLS layer lands. */
-	refuse(s, cmd, "502 5.5.1 Error: STARTTLS not available");
+	struct smtp_proxy *px = PX(s);
+	const struct conf_action *a = session_action(s);
+
+	if (px->client_tls) {
+		refuse(s, cmd, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!shown(s, CAP_STARTTLS) || a == NULL) {
+		refuse(s, cmd, "502 5.5.1 Error: STARTTLS not available");
+		return;
+	}
+	/* Upstream first: the client's certificate is forged from the real one. */
+	if ((px->upcaps.flags & CAP_STARTTLS) && !px->up_tls && a->recipient_enc != ENC_NONE) {
+		forward(s, SMTP_STARTTLS, PF_STARTTLS | PF_GROUP_END, s->lim->t_server_command,
+		    "STARTTLS");
+		px->tls_pend = px->tail;
+		px->phase = CP_TLS_WAIT;
+		return;
+	}
+	if (a->allow_cleartext_relay) {
+		/* Only because the action says so explicitly: TLS to the client, cleartext on. */
+		log_sid(LOG_LVL_WARN, s->id,
+		    "tls client-only reason=\"destination offers no TLS\" allow-cleartext-relay=yes");
+		px->tls_pend = pend_new(s, SMTP_STARTTLS, false, PF_GROUP_END);
+		px->phase = CP_TLS_WAIT;
+		client_tls_begin(s, false);
+		return;
+	}
+	/*
+	 * Never a TLS session to the client while its mail goes on in
+	 * cleartext: the client stays in cleartext on both legs, visibly.
+	 */
+	refuse(s, cmd, "454 4.7.0 TLS not available: the destination does not offer TLS");
 }
 
 /* The line after a 334: an AUTH response (base64 or "*"), relayed verbatim. */
@@ -726,6 +1049,12 @@ dispatch(struct session *s, char *line, size_t len)
 	}
 	if (cmd.verb == SMTP_UNKNOWN) {
 		refuse(s, &cmd, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	const struct conf_action *act = session_action(s);
+	if (act && act->sender_enc == ENC_REQUIRED && !px->client_tls && cmd.verb != SMTP_EHLO &&
+	    cmd.verb != SMTP_NOOP && cmd.verb != SMTP_STARTTLS && cmd.verb != SMTP_QUIT) {
+		refuse(s, &cmd, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++) {
@@ -1205,6 +1534,16 @@ command_input(struct session *s)
 			dispatch(s, line, len);
 		}
 		OPENSSL_cleanse(line, len);
+		if (px->phase == CP_TLS_WAIT) {
+			/* Plaintext pipelined after STARTTLS is never read as a command inside TLS. */
+			if (buf_len(in) > 0)
+				log_sid(LOG_LVL_WARN, s->id,
+				    "smtp starttls plaintext-discarded bytes=%zu (command injection?)",
+				    buf_len(in));
+			buf_reset(in);
+			io_pause(&s->client.io);
+			break;
+		}
 	}
 	flush_replies(s);
 }
@@ -1220,6 +1559,8 @@ process_client(struct session *s)
 		switch (px->phase) {
 		case CP_GREETING:
 			return; /* kept in the buffer: checked when the greeting is out */
+		case CP_TLS_WAIT:
+			return;
 		case CP_CLOSING:
 			buf_reset(&s->client.io.in);
 			client_timer_update(s);
@@ -1357,7 +1698,7 @@ on_reply(struct session *s, int code)
 			caps_parse(&px->upcaps, lines, lens, n);
 			buf_init(&out, SMTP_REPLY_MAX);
 			if (n < 1 || caps_render(&px->upcaps, s->lim, lines[0], lens[0], &out,
-			    &px->shown) < 0) {
+			    &px->shown, starttls_offered(s)) < 0) {
 				buf_free(&out);
 				upstream_lost(s, "bad EHLO reply");
 				return;
@@ -1375,6 +1716,22 @@ on_reply(struct session *s, int code)
 			px->esmtp = false;
 			memset(&px->shown, 0, sizeof(px->shown));
 			memset(&px->upcaps, 0, sizeof(px->upcaps));
+		}
+	} else if (p->flags & PF_STARTTLS) {
+		if (code == 220) {
+			/* The other hard boundary: nothing may follow the upstream's 220. */
+			if (buf_len(&s->server.io.in) > 0) {
+				upstream_lost(s, "data after the STARTTLS reply (response injection)");
+				return;
+			}
+			p->ready = false;
+			free(p->reply);
+			p->reply = NULL;
+			upstream_tls_begin(s, NULL);
+		} else {
+			/* Relayed: the client goes on in cleartext on both legs. */
+			px->tls_pend = NULL;
+			px->phase = CP_COMMAND;
 		}
 	} else if (p->flags & PF_DATAEND) {
 		log_message(s, code / 100 == 2 ? "accepted" : "rejected", buf_head(r));
@@ -1614,6 +1971,7 @@ client_timer_update(struct session *s)
 		break;
 	case CP_GREETING:
 	case CP_CLOSING:
+	case CP_TLS_WAIT:
 		ev_timer_cancel(&px->ctimer);
 		break;
 	}
@@ -1658,6 +2016,8 @@ smtp_upstream_connected(struct session *s)
 	/* Read the client meanwhile, to catch clients that talk first. */
 	io_resume(&s->client.io);
 	server_timeout(s, s->lim->t_server_greeting);
+	if (s->implicit_tls && s->hello_seen)
+		upstream_tls_begin(s, s->sni);
 }
 
 void
@@ -1672,6 +2032,23 @@ smtp_client_event(struct session *s, int ev)
 		process_client(s);
 		break;
 	case IO_LOWAT:
+		break;
+	case IO_TLS_HELLO:
+		/* Implicit TLS: the client's hello waits until the upstream TLS is up. */
+		s->hello_seen = true;
+		if (!px->up_dead && s->state == SESSION_SMTP && s->server.io.ssl == NULL)
+			upstream_tls_begin(s, s->sni);
+		break;
+	case IO_TLS_READY:
+		px->client_tls = true;
+		io_set_timeout(&s->client.io, 0);
+		log_tls(s, &s->client.io, "client");
+		if (px->phase == CP_TLS_WAIT) {
+			px->phase = CP_COMMAND;
+			px->group_wait = false;
+		}
+		io_resume(&s->client.io);
+		process_client(s);
 		break;
 	case IO_EOF:
 		/* Gone mid-message: the upstream never sees an end of data. */
@@ -1721,6 +2098,9 @@ smtp_server_event(struct session *s, int ev)
 		break;
 	case IO_TIMEOUT:
 		upstream_lost(s, "timeout");
+		break;
+	case IO_TLS_READY:
+		upstream_tls_ready(s);
 		break;
 	case IO_EOF:
 		upstream_lost(s, "connection closed");

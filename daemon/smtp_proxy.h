@@ -44,6 +44,7 @@ enum smtp_cphase {
 	CP_BDAT,     /* reading a BDAT chunk */
 	CP_AUTH,     /* the next line is an AUTH response */
 	CP_NOUP,     /* the upstream is gone: 421 to whatever comes */
+	CP_TLS_WAIT, /* STARTTLS: handshakes in progress, no client input */
 	CP_CLOSING,  /* flushing the last replies, then close */
 };
 
@@ -59,6 +60,8 @@ struct smtp_proxy {
 	bool group_wait;   /* a group-ending command awaits its reply */
 	bool violation;    /* improper pipelining seen: close once replies are out */
 	bool auth_done;
+	bool client_tls, up_tls; /* each leg's TLS state, independent */
+	struct pend *tls_pend;   /* the client's STARTTLS entry, answered after the upstream TLS */
 	const char *close_reply; /* sent when the FIFO drains, then close */
 	/* the reply FIFO */
 	struct pend *head, *tail;
@@ -100,5 +103,11 @@ void smtp_free(struct session *s);
 void smtp_upstream_connected(struct session *s);
 void smtp_client_event(struct session *s, int ev);
 void smtp_server_event(struct session *s, int ev);
+/* Implicit TLS: let a paused client handshake finish so it can read a refusal. */
+void smtp_tls_finish_for_reply(struct session *s);
+/* Worker start: install the ClientHello callback on the client-leg contexts. */
+void smtp_tls_init(void);
+/* Implicit TLS (465): both legs are TLS before the SMTP dialogue starts. */
+void smtp_set_implicit_tls(struct session *s);
 
 #endif

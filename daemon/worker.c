@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "certcache.h"
 #include "ev.h"
-#include "limits.h"
+#include "io.h"
+#include "quota.h"
 #include "log.h"
 #include "session.h"
 #include "worker.h"
@@ -68,9 +70,9 @@ accept_one(int lfd)
 		close(fd);
 		return;
 	}
-	/* Caps count every worker's sessions (limits.h), not just ours. */
-	unsigned bucket = limits_bucket(&client);
-	const char *cap = limits_admit(bucket, wconf->max_sessions, wconf->max_sessions_per_client);
+	/* Caps count every worker's sessions (quota.h), not just ours. */
+	unsigned bucket = quota_bucket(&client);
+	const char *cap = quota_admit(bucket, wconf->max_sessions, wconf->max_sessions_per_client);
 	if (cap != NULL) {
 		log_warn("accept refused reason=%s client=%s limit=%u", cap,
 		    addr_fmt(&client, cbuf, sizeof(cbuf)),
@@ -105,6 +107,7 @@ stop_accepting(void)
 static void
 idle_hook(void)
 {
+	io_run_pending();
 	session_reap();
 	if (draining && session_count() == 0)
 		ev_break();
@@ -144,6 +147,8 @@ worker_main(const struct config *c, const int *lfds, int nlfds)
 
 	wconf = c;
 	ev_init();
+	certcache_init(c->cert_cache_size);
+	smtp_tls_init();
 	ev_set_idle_hook(idle_hook);
 
 	sigemptyset(&set);

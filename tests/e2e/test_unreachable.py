@@ -7,8 +7,12 @@ not a hang):
   connect times out, and the 421 arrives within `connect-timeout` (set
   to 2 s here) plus a little;
 - a host that refuses the port (ext-mx port 465, nothing listening): the
-  server's RST makes the 421 come at once.
+  server's RST makes the 421 come at once.  Port 465 is implicit TLS, so
+  the 421 arrives inside a TLS session that smtpgw completes with its
+  Proxy Server certificate (there is no real certificate to forge from).
 """
+
+import time
 
 import pytest
 
@@ -35,8 +39,11 @@ def test_no_such_host(testbed, short_connect_timeout, addr):
     check_421_then_close(r, CONNECT_TIMEOUT + SLACK)
 
 
-@pytest.mark.parametrize("addr", ["198.51.100.25", "2001:db8:2::25"])
+@pytest.mark.parametrize("addr", ["198.51.100.25", "[2001:db8:2::25]"])
 def test_port_refused_by_server(testbed, short_connect_timeout, addr):
-    r = testbed.probe("int-client", addr, 465, connect_timeout=2.0,
-                      read_timeout=CONNECT_TIMEOUT + 10)
-    check_421_then_close(r, 1.0)
+    t0 = time.time()
+    r = testbed.exec("int-client", "sh", "-c",
+                     f"timeout 10 openssl s_client -quiet -connect {addr}:465 "
+                     "</dev/null 2>/dev/null", timeout=30)
+    assert r.stdout.startswith("421 4.4.1"), r.stdout
+    assert time.time() - t0 < 5, "the 421 must come at once"

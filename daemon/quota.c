@@ -1,29 +1,29 @@
 /*
- * limits - shared session counters (design in limits.h).
+ * quota - shared session counters (design in quota.h).
  */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 
-#include "limits.h"
+#include "quota.h"
 #include "log.h"
 #include "util.h"
 
-struct limits_slot {
+struct quota_slot {
 	uint32_t total;
-	uint16_t bucket[LIMITS_BUCKETS];
+	uint16_t bucket[QUOTA_BUCKETS];
 };
 
-static struct limits_slot *slots;
+static struct quota_slot *slots;
 static unsigned n_slots;
-static struct limits_slot *mine;
+static struct quota_slot *mine;
 static uint64_t hash_key[2];
 
 int
-limits_init(unsigned count)
+quota_init(unsigned count)
 {
-	size_t len = (size_t)count * sizeof(struct limits_slot);
+	size_t len = (size_t)count * sizeof(struct quota_slot);
 
 	slots = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (slots == MAP_FAILED) {
@@ -37,14 +37,14 @@ limits_init(unsigned count)
 }
 
 void
-limits_clear_slot(unsigned slot)
+quota_clear_slot(unsigned slot)
 {
 	if (slots && slot < n_slots)
 		memset(&slots[slot], 0, sizeof(slots[slot]));
 }
 
 void
-limits_use_slot(unsigned slot)
+quota_use_slot(unsigned slot)
 {
 	mine = slots && slot < n_slots ? &slots[slot] : NULL;
 }
@@ -61,7 +61,7 @@ mix(uint64_t h)
 }
 
 unsigned
-limits_bucket(const union sockaddr_any *a)
+quota_bucket(const union sockaddr_any *a)
 {
 	const uint8_t *p;
 	size_t n;
@@ -76,11 +76,11 @@ limits_bucket(const union sockaddr_any *a)
 	}
 	for (size_t i = 0; i < n; i++)
 		h = mix(h ^ ((uint64_t)p[i] << ((i % 8) * 8)) ^ hash_key[1]);
-	return (unsigned)(h % LIMITS_BUCKETS);
+	return (unsigned)(h % QUOTA_BUCKETS);
 }
 
 const char *
-limits_admit(unsigned bucket, unsigned max_total, unsigned max_per_client)
+quota_admit(unsigned bucket, unsigned max_total, unsigned max_per_client)
 {
 	uint64_t total = 0, client = 0;
 
@@ -98,7 +98,7 @@ limits_admit(unsigned bucket, unsigned max_total, unsigned max_per_client)
 }
 
 void
-limits_take(unsigned bucket)
+quota_take(unsigned bucket)
 {
 	if (mine == NULL)
 		return;
@@ -109,7 +109,7 @@ limits_take(unsigned bucket)
 }
 
 void
-limits_release(unsigned bucket)
+quota_release(unsigned bucket)
 {
 	if (mine == NULL)
 		return;
@@ -121,7 +121,7 @@ limits_release(unsigned bucket)
 }
 
 unsigned
-limits_total(void)
+quota_total(void)
 {
 	unsigned total = 0;
 

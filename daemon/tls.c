@@ -1,0 +1,495 @@
+/*
+ * tls - contexts, material and upstream certificate validation.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "tls.h"
+#include "util.h"
+
+struct tls_material *tls_global;
+
+int
+tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t outlen)
+{
+	size_t list, off = 2;
+
+	out[0] = '\0';
+	if (len < 2)
+		return -1;
+	list = (size_t)p[0] << 8 | p[1];
+	if (list + 2 != len)
+		return -1;
+	while (off + 3 <= len) {
+		unsigned type = p[off];
+		size_t n = (size_t)p[off + 1] << 8 | p[off + 2];
+
+		off += 3;
+		if (off + n > len)
+			return -1;
+		if (type == 0) { /* host_name */
+			if (n == 0 || n >= outlen)
+				return -1;
+			for (size_t i = 0; i < n; i++)
+				if (p[off + i] <= 0x20 || p[off + i] >= 0x7f)
+					return -1;
+			memcpy(out, p + off, n);
+			out[n] = '\0';
+			return 0;
+		}
+		off += n;
+	}
+	return off == len ? 0 : -1;
+}
+
+int
+tls_parse_alpn(const unsigned char *p, size_t len, bool *smtp, bool *any)
+{
+	size_t list, off = 2;
+
+	*smtp = *any = false;
+	if (len < 2)
+		return -1;
+	list = (size_t)p[0] << 8 | p[1];
+	if (list + 2 != len)
+		return -1;
+	while (off < len) {
+		size_t n = p[off++];
+
+		if (n == 0 || off + n > len)
+			return -1;
+		*any = true;
+		if (n == 4 && memcmp(p + off, "smtp", 4) == 0)
+			*smtp = true;
+		off += n;
+	}
+	return 0;
+}
+
+void
+tls_path(const struct config *c, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", c->tls_dir, name);
+}
+
+static EVP_PKEY *
+make_ec_key(void)
+{
+	return EVP_EC_gen("P-256");
+}
+
+static int
+add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+	X509V3_CTX ctx;
+	X509_EXTENSION *ex;
+
+	X509V3_set_ctx_nodb(&ctx);
+	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+	ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+	if (ex == NULL)
+		return -1;
+	X509_add_ext(cert, ex, -1);
+	X509_EXTENSION_free(ex);
+	return 0;
+}
+
+static int
+random_serial(X509 *cert)
+{
+	unsigned char buf[16];
+	BIGNUM *bn;
+	int ok;
+
+	if (RAND_bytes(buf, sizeof(buf)) != 1)
+		return -1;
+	buf[0] &= 0x7f; /* positive */
+	bn = BN_bin2bn(buf, sizeof(buf), NULL);
+	ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) != NULL;
+	BN_free(bn);
+	return ok ? 0 : -1;
+}
+
+int
+tls_make_ca(const char *cn, X509 **certp, EVP_PKEY **keyp)
+{
+	EVP_PKEY *key = make_ec_key();
+	X509 *cert = X509_new();
+	X509_NAME *name;
+
+	if (key == NULL || cert == NULL)
+		goto fail;
+	X509_set_version(cert, 2);
+	if (random_serial(cert) < 0)
+		goto fail;
+	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600);
+	X509_set_pubkey(cert, key);
+	name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"smtpgw", -1,
+	    -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(cert, name);
+	if (add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
+	    add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+	    add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
+		goto fail;
+	if (X509_sign(cert, key, EVP_sha256()) == 0)
+		goto fail;
+	*certp = cert;
+	*keyp = key;
+	return 0;
+fail:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return -1;
+}
+
+/* A self-signed Proxy Server certificate for this box's name. */
+static int
+make_server_cert(X509 **certp, EVP_PKEY **keyp)
+{
+	char host[256], san[300];
+	EVP_PKEY *key = make_ec_key();
+	X509 *cert = X509_new();
+	X509_NAME *name;
+
+	if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "smtpgw.invalid");
+	host[sizeof(host) - 1] = '\0';
+	if (key == NULL || cert == NULL)
+		goto fail;
+	X509_set_version(cert, 2);
+	if (random_serial(cert) < 0)
+		goto fail;
+	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 2L * 365 * 24 * 3600);
+	X509_set_pubkey(cert, key);
+	name = X509_get_subject_name(cert);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host, -1, -1, 0);
+	X509_set_issuer_name(cert, name);
+	snprintf(san, sizeof(san), "DNS:%s", host);
+	if (add_ext(cert, cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    add_ext(cert, cert, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    add_ext(cert, cert, NID_ext_key_usage, "serverAuth") < 0 ||
+	    add_ext(cert, cert, NID_subject_alt_name, san) < 0 ||
+	    add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
+		goto fail;
+	if (X509_sign(cert, key, EVP_sha256()) == 0)
+		goto fail;
+	*certp = cert;
+	*keyp = key;
+	return 0;
+fail:
+	X509_free(cert);
+	EVP_PKEY_free(key);
+	return -1;
+}
+
+/* Write a PEM file atomically with the given mode. */
+static int
+write_pem(const char *path, X509 *cert, EVP_PKEY *key, mode_t mode)
+{
+	char tmp[CONF_PATH_MAX + 16];
+	FILE *f;
+	int fd, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -1;
+	(void)fchmod(fd, mode);
+	f = fdopen(fd, "w");
+	if (f == NULL) {
+		close(fd);
+		return -1;
+	}
+	ok = cert ? PEM_write_X509(f, cert) : PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+	if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+ensure_pair(const struct config *c, const char *base, int kind, char *err, size_t errlen)
+{
+	char crt[CONF_PATH_MAX + 32], keyp[CONF_PATH_MAX + 32], name[64];
+	X509 *cert = NULL;
+	EVP_PKEY *key = NULL;
+	int rc;
+
+	snprintf(name, sizeof(name), "%s.crt", base);
+	tls_path(c, name, crt, sizeof(crt));
+	snprintf(name, sizeof(name), "%s.key", base);
+	tls_path(c, name, keyp, sizeof(keyp));
+	if (access(crt, F_OK) == 0 && access(keyp, F_OK) == 0)
+		return 0;
+	if (kind == 0)
+		rc = make_server_cert(&cert, &key);
+	else
+		rc = tls_make_ca(kind == 1 ? "smtpgw Proxy Authority"
+		    : "smtpgw Untrusted Authority (certificate validation failed)", &cert, &key);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot generate %s", base);
+		return -1;
+	}
+	if (write_pem(keyp, NULL, key, 0600) < 0 || write_pem(crt, cert, NULL, 0644) < 0) {
+		snprintf(err, errlen, "%s: cannot write: %s", crt, strerror(errno));
+		X509_free(cert);
+		EVP_PKEY_free(key);
+		return -1;
+	}
+	log_info("tls generated file=%s", crt);
+	X509_free(cert);
+	EVP_PKEY_free(key); /* OpenSSL wipes private key material on free */
+	return 0;
+}
+
+int
+tls_prepare_files(const struct config *c, char *err, size_t errlen)
+{
+	if (mkdir(c->tls_dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: cannot create: %s", c->tls_dir, strerror(errno));
+		return -1;
+	}
+	if (ensure_pair(c, "proxy-server", 0, err, errlen) < 0 ||
+	    ensure_pair(c, "proxy-authority", 1, err, errlen) < 0 ||
+	    ensure_pair(c, "untrusted-authority", 2, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+static X509 *
+load_cert(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+
+	if (f == NULL)
+		return NULL;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	return x;
+}
+
+static EVP_PKEY *
+load_key(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	EVP_PKEY *k;
+
+	if (f == NULL)
+		return NULL;
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	return k;
+}
+
+static int
+proto_version(int v)
+{
+	switch (v) {
+	case 10: return TLS1_VERSION;
+	case 11: return TLS1_1_VERSION;
+	case 13: return TLS1_3_VERSION;
+	default: return TLS1_2_VERSION;
+	}
+}
+
+static int
+ctx_common(SSL_CTX *ctx, const struct conf_tls_profile *p, char *err, size_t errlen)
+{
+	SSL_CTX_set_min_proto_version(ctx, proto_version(p->min_version));
+	/* Below TLS 1.2 only when the profile asks: OpenSSL's level 1 allows it. */
+	if (p->min_version < 12)
+		SSL_CTX_set_security_level(ctx, 0);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF |
+	    SSL_OP_NO_SSLv3);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+	    SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
+		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphers: OpenSSL accepts none of \"%s\"",
+		    "config", p->line, p->name, p->ciphers);
+		return -1;
+	}
+	if (SSL_CTX_set_ciphersuites(ctx, p->ciphersuites) != 1) {
+		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphersuites: OpenSSL accepts none of \"%s\"",
+		    "config", p->line, p->name, p->ciphersuites);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf,
+    char *err, size_t errlen);
+
+int
+tls_load(const struct config *c, struct tls_material *m, char *err, size_t errlen)
+{
+	return load_material(c, m, NULL, err, errlen);
+}
+
+int
+tls_reload(const struct config *c, char *err, size_t errlen)
+{
+	struct tls_material *m = xcalloc(1, sizeof(*m));
+
+	if (tls_prepare_files(c, err, errlen) < 0 ||
+	    load_material(c, m, tls_global ? tls_global->leaf_key : NULL, err, errlen) < 0) {
+		free(m);
+		return -1;
+	}
+	/* The old material stays with the draining workers (their own copies). */
+	tls_global = m;
+	return 0;
+}
+
+static int
+load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, char *err,
+    size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32];
+
+	memset(m, 0, sizeof(*m));
+	err[0] = '\0';
+	tls_path(c, "proxy-server.crt", path, sizeof(path));
+	m->server_cert = load_cert(path);
+	tls_path(c, "proxy-server.key", path, sizeof(path));
+	m->server_key = load_key(path);
+	tls_path(c, "proxy-authority.crt", path, sizeof(path));
+	m->pa_cert = load_cert(path);
+	tls_path(c, "untrusted-authority.crt", path, sizeof(path));
+	m->ua_cert = load_cert(path);
+	if (!m->server_cert || !m->server_key || !m->pa_cert || !m->ua_cert) {
+		snprintf(err, errlen, "%s: cannot load the Proxy Server certificate/key or the CA "
+		    "certificates", c->tls_dir);
+		return -1;
+	}
+	if (X509_check_private_key(m->server_cert, m->server_key) != 1) {
+		snprintf(err, errlen, "%s: proxy-server.key does not match proxy-server.crt",
+		    c->tls_dir);
+		return -1;
+	}
+	if (leaf)
+		EVP_PKEY_up_ref(leaf);
+	m->leaf_key = leaf ? leaf : make_ec_key();
+	if (m->leaf_key == NULL) {
+		snprintf(err, errlen, "cannot generate the forged-certificate key");
+		return -1;
+	}
+	for (int i = 0; i < c->n_profiles; i++) {
+		const struct conf_tls_profile *p = &c->profiles[i];
+		SSL_CTX *s = SSL_CTX_new(TLS_server_method());
+		SSL_CTX *cl = SSL_CTX_new(TLS_client_method());
+
+		if (s == NULL || cl == NULL || ctx_common(s, p, err, errlen) < 0 ||
+		    ctx_common(cl, p, err, errlen) < 0) {
+			SSL_CTX_free(s);
+			SSL_CTX_free(cl);
+			if (!err[0])
+				snprintf(err, errlen, "cannot create TLS contexts");
+			return -1;
+		}
+		/* No 0-RTT: replayable early data has no place in SMTP. */
+		SSL_CTX_set_max_early_data(s, 0);
+		SSL_CTX_set_session_id_context(s, (const unsigned char *)"smtpgw", 6);
+		/* Upstream validation: Debian's bundle plus the profile's extra CAs. */
+		if (SSL_CTX_load_verify_locations(cl, c->trust_store, NULL) != 1)
+			log_warn("tls trust-store=%s error=\"cannot load\"", c->trust_store);
+		if (p->ca_file[0] && SSL_CTX_load_verify_locations(cl, p->ca_file, NULL) != 1) {
+			snprintf(err, errlen, "tls-profile %s: ca-file %s cannot be loaded", p->name,
+			    p->ca_file);
+			return -1;
+		}
+		ERR_clear_error();
+		/* We judge the result ourselves (tls_judge) so the handshake completes. */
+		SSL_CTX_set_verify(cl, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_session_cache_mode(cl, SSL_SESS_CACHE_CLIENT);
+		m->server_ctx[i] = s;
+		m->client_ctx[i] = cl;
+	}
+	return 0;
+}
+
+static enum certfail_class
+classify_error(long e)
+{
+	switch (e) {
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return CF_EXPIRED;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+	case X509_V_ERR_CRL_NOT_YET_VALID:
+		return CF_NOT_YET_VALID;
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_CERT_UNTRUSTED:
+		return CF_UNTRUSTED_ISSUER;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+		return CF_NAME_MISMATCH;
+	case X509_V_ERR_CERT_REVOKED:
+		return CF_REVOKED;
+	default:
+		return CF_INVALID;
+	}
+}
+
+void
+tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struct tls_verdict *v)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	long e = SSL_get_verify_result(ssl);
+
+	memset(v, 0, sizeof(*v));
+	if (peer == NULL) {
+		v->cls = CF_INVALID;
+		snprintf(v->detail, sizeof(v->detail), "no certificate");
+	} else if (e != X509_V_OK) {
+		v->cls = classify_error(e);
+		snprintf(v->detail, sizeof(v->detail), "%s", X509_verify_cert_error_string(e));
+	} else if (refname && refname[0] &&
+	    X509_check_host(peer, refname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+		v->cls = CF_NAME_MISMATCH;
+		snprintf(v->detail, sizeof(v->detail), "name mismatch for %.80s", refname);
+	} else {
+		v->ok = true;
+		v->action = CERTFAIL_ALLOW;
+		snprintf(v->detail, sizeof(v->detail), "ok");
+		return;
+	}
+	v->action = p->on_fail[v->cls];
+}
+
+void
+tls_describe_peer(SSL *ssl, char *out, size_t len)
+{
+	X509 *peer = SSL_get0_peer_certificate(ssl);
+	char subj[200], iss[200], qs[200], qi[200];
+
+	if (peer == NULL) {
+		snprintf(out, len, "subject=- issuer=-");
+		return;
+	}
+	X509_NAME_oneline(X509_get_subject_name(peer), subj, sizeof(subj));
+	X509_NAME_oneline(X509_get_issuer_name(peer), iss, sizeof(iss));
+	snprintf(out, len, "subject=%s issuer=%s", log_quote(qs, sizeof(qs), subj, strlen(subj)),
+	    log_quote(qi, sizeof(qi), iss, strlen(iss)));
+}
