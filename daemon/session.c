@@ -284,6 +284,75 @@ session_close_all(const char *reason)
 		session_close(sessions, reason);
 }
 
+/* Splice: move what one leg received to the other, bounded by its output buffer. */
+static struct leg *
+other_leg(struct leg *l)
+{
+	return l == &l->s->client ? &l->s->server : &l->s->client;
+}
+
+static void
+splice_move(struct leg *from, struct leg *to)
+{
+	struct buf *in = &from->io.in;
+	size_t n = buf_len(in);
+
+	if (n > buf_room(&to->io.out))
+		n = buf_room(&to->io.out);
+	if (n > 0) {
+		if (io_write(&to->io, buf_head(in), n) < 0) {
+			session_close(from->s, "splice-write");
+			return;
+		}
+		buf_consume(in, n);
+	}
+	if (buf_len(in) > 0)
+		io_pause(&from->io);
+	else if (!(from->io.flags & IO_F_EOF))
+		io_resume(&from->io);
+}
+
+static void
+splice_event(struct leg *l, enum io_event ev)
+{
+	struct session *s = l->s;
+	struct leg *o = other_leg(l);
+
+	switch (ev) {
+	case IO_DATAIN:
+		splice_move(l, o);
+		break;
+	case IO_LOWAT:
+		splice_move(o, l);
+		break;
+	case IO_EOF:
+		splice_move(l, o);
+		if (s->dead)
+			return;
+		io_shutdown_after_flush(&o->io);
+		if (o->io.flags & IO_F_EOF)
+			session_close(s, "spliced-end");
+		break;
+	default:
+		session_close(s, l == &s->client ? "client-error" : "server-error");
+		break;
+	}
+}
+
+void
+session_splice(struct session *s)
+{
+	log_sid(LOG_LVL_INFO, s->id, "tls action=allow spliced=yes inspected=no");
+	s->state = SESSION_SPLICE;
+	ev_timer_cancel(&s->px.ctimer);
+	io_set_timeout(&s->client.io, 0);
+	io_set_timeout(&s->server.io, 0);
+	io_resume(&s->client.io);
+	io_resume(&s->server.io);
+	splice_move(&s->server, &s->client);
+	splice_move(&s->client, &s->server);
+}
+
 static void
 upstream_failed(struct session *s, const char *why)
 {
@@ -328,6 +397,8 @@ server_cb(struct io *io, enum io_event ev, void *arg)
 	}
 	if (s->state == SESSION_SMTP)
 		smtp_server_event(s, (int)ev);
+	else if (s->state == SESSION_SPLICE)
+		splice_event(l, ev);
 }
 
 static void
@@ -354,6 +425,9 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 		return;
 	case SESSION_SMTP:
 		smtp_client_event(s, (int)ev);
+		return;
+	case SESSION_SPLICE:
+		splice_event(l, ev);
 		return;
 	}
 }

@@ -47,6 +47,7 @@ enum session_state {
 	SESSION_CONNECTING, /* server leg connecting; the client hears nothing yet */
 	SESSION_SMTP,       /* the engine runs */
 	SESSION_CLOSING,    /* flushing a final reply to the client */
+	SESSION_SPLICE,     /* TLS action allow: after STARTTLS, bytes are relayed untouched */
 };
 
 struct session {
@@ -84,6 +85,12 @@ struct session *session_start(int fd, const union sockaddr_any *client,
  */
 struct session *session_attach(int cfd, int sfd, const struct config *conf,
     const struct inspector *insp);
+/*
+ * TLS action "allow": from now on relay bytes between the legs without
+ * parsing (the STARTTLS exchange was relayed; what follows is TLS we do
+ * not terminate).  Only reachable with TLS Support disabled (port 25).
+ */
+void session_splice(struct session *s);
 /* Flush what is queued to the client, then close both legs. */
 void session_finish(struct session *s, const char *reason);
 /* End a session now; the reason goes to the log. */

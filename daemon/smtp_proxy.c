@@ -354,14 +354,21 @@ session_profile(const struct session *s)
 	return a ? a->profile : 0;
 }
 
-/* STARTTLS is ours to offer: smtpgw terminates it on the client leg. */
+/*
+ * STARTTLS shown to the client: with "inspect" smtpgw terminates it, so it
+ * is ours to offer; with "allow" it is the destination's (relayed, then
+ * spliced); with "drop" never.
+ */
 static bool
 starttls_offered(const struct session *s)
 {
 	const struct conf_action *a = session_action(s);
 
-	return a && tls_global && a->tls_action == TLS_ACTION_INSPECT && a->sender_enc != ENC_NONE &&
-	    !s->px.client_tls;
+	if (a == NULL || tls_global == NULL || s->px.client_tls || a->sender_enc == ENC_NONE)
+		return false;
+	if (a->tls_action == TLS_ACTION_ALLOW)
+		return (s->px.upcaps.flags & CAP_STARTTLS) != 0;
+	return a->tls_action == TLS_ACTION_INSPECT;
 }
 
 static void
@@ -372,9 +379,10 @@ log_tls(struct session *s, struct io *io, const char *side)
 	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 
 	tls_describe_peer(ssl, peer, sizeof(peer));
-	log_sid(LOG_LVL_INFO, s->id, "tls ready side=%s version=%s cipher=%s sni=%s %s", side,
-	    SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-	    name ? log_quote(sni, sizeof(sni), name, strlen(name)) : "-", peer);
+	log_sid(LOG_LVL_INFO, s->id, "tls ready side=%s version=%s cipher=%s sni=%s resumed=%s %s",
+	    side, SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+	    name ? log_quote(sni, sizeof(sni), name, strlen(name)) : "-",
+	    SSL_session_reused(ssl) ? "yes" : "no", peer);
 }
 
 /* After TLS, everything learned before is forgotten (RFC 3207 4.2). */
@@ -393,6 +401,29 @@ tls_forget(struct session *s)
 }
 
 static void
+resume_key(const struct session *s, char *out, size_t len)
+{
+	char addr[ADDR_STRLEN];
+
+	snprintf(out, len, "%s/%s/%d", addr_fmt(&s->server.peer, addr, sizeof(addr)), s->sni,
+	    session_profile(s));
+}
+
+/* OpenSSL hands us each new upstream session (TLS 1.3: after the handshake). */
+static int
+new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct session *s = SSL_get_app_data(ssl);
+	char key[300];
+
+	if (s == NULL)
+		return 0;
+	resume_key(s, key, sizeof(key));
+	tls_resume_put(key, sess);
+	return 1; /* we keep the reference */
+}
+
+static void
 upstream_tls_begin(struct session *s, const char *sni)
 {
 	SSL *ssl = SSL_new(tls_global->client_ctx[session_profile(s)]);
@@ -404,6 +435,17 @@ upstream_tls_begin(struct session *s, const char *sni)
 	/* The client's SNI is mirrored upstream (and is the reference name). */
 	if (sni && sni[0])
 		SSL_set_tlsext_host_name(ssl, sni);
+	if (s->conf->profiles[session_profile(s)].ocsp)
+		SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
+	/* Resume this destination's last session where the server allows it. */
+	char key[300];
+	resume_key(s, key, sizeof(key));
+	SSL_SESSION *sess = tls_resume_get(key);
+	if (sess) {
+		SSL_set_session(ssl, sess);
+		SSL_SESSION_free(sess);
+	}
+	SSL_set_app_data(ssl, s);
 	SSL_set_connect_state(ssl);
 	io_start_tls(&s->server.io, ssl);
 	server_timeout(s, s->lim->t_server_command);
@@ -593,9 +635,12 @@ smtp_tls_finish_for_reply(struct session *s)
 void
 smtp_tls_init(void)
 {
-	for (int i = 0; tls_global && i < CONF_MAX_PROFILES; i++)
+	for (int i = 0; tls_global && i < CONF_MAX_PROFILES; i++) {
 		if (tls_global->server_ctx[i])
 			SSL_CTX_set_client_hello_cb(tls_global->server_ctx[i], hello_cb, NULL);
+		if (tls_global->client_ctx[i])
+			SSL_CTX_sess_set_new_cb(tls_global->client_ctx[i], new_session_cb);
+	}
 }
 
 void
@@ -974,6 +1019,14 @@ cmd_starttls(struct session *s, struct smtp_cmd *cmd)
 	}
 	if (!shown(s, CAP_STARTTLS) || a == NULL) {
 		refuse(s, cmd, "502 5.5.1 Error: STARTTLS not available");
+		return;
+	}
+	if (a->tls_action == TLS_ACTION_ALLOW) {
+		/* Relayed as is; after the destination's 220 the legs are spliced. */
+		forward(s, SMTP_STARTTLS, PF_STARTTLS | PF_GROUP_END, s->lim->t_server_command,
+		    "STARTTLS");
+		px->tls_pend = px->tail;
+		px->phase = CP_TLS_WAIT;
 		return;
 	}
 	/* Upstream first: the client's certificate is forged from the real one. */
@@ -1722,6 +1775,14 @@ on_reply(struct session *s, int code)
 			/* The other hard boundary: nothing may follow the upstream's 220. */
 			if (buf_len(&s->server.io.in) > 0) {
 				upstream_lost(s, "data after the STARTTLS reply (response injection)");
+				return;
+			}
+			const struct conf_action *a = session_action(s);
+			if (a && a->tls_action == TLS_ACTION_ALLOW) {
+				px->tls_pend = NULL;
+				flush_replies(s);
+				if (!s->dead)
+					session_splice(s);
 				return;
 			}
 			p->ready = false;

@@ -13,6 +13,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/core_names.h>
+#include <openssl/hmac.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 
 #include "log.h"
@@ -20,6 +23,112 @@
 #include "util.h"
 
 struct tls_material *tls_global;
+
+static unsigned char ticket_secret[32];
+
+/* name (16) | AES-256 key (32) | HMAC key (32) for one rotation epoch */
+static int
+ticket_keys(uint64_t epoch, unsigned char out[80])
+{
+	unsigned char msg[12], part[32];
+	unsigned int len;
+
+	memcpy(msg, "tkt", 3);
+	for (int i = 0; i < 8; i++)
+		msg[3 + i] = (unsigned char)(epoch >> (8 * i));
+	for (int k = 0; k < 3; k++) {
+		msg[11] = (unsigned char)k;
+		if (HMAC(EVP_sha256(), ticket_secret, sizeof(ticket_secret), msg, sizeof(msg), part,
+		    &len) == NULL)
+			return -1;
+		memcpy(out + (k == 0 ? 0 : 16 + 32 * (k - 1)), part, k == 0 ? 16 : 32);
+	}
+	OPENSSL_cleanse(part, sizeof(part));
+	return 0;
+}
+
+static int
+ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+    EVP_MAC_CTX *hctx, int enc)
+{
+	uint64_t epoch = (uint64_t)time(NULL) / TLS_TICKET_ROTATE_S;
+	unsigned char keys[80];
+	OSSL_PARAM params[3];
+	int rc = 0;
+
+	(void)ssl;
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, keys + 48, 32);
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (enc) {
+		if (ticket_keys(epoch, keys) == 0 && RAND_bytes(iv, 16) == 1 &&
+		    EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, keys + 16, iv) == 1 &&
+		    EVP_MAC_CTX_set_params(hctx, params) == 1) {
+			memcpy(name, keys, 16);
+			rc = 1;
+		} else {
+			rc = -1;
+		}
+	} else {
+		for (uint64_t e = epoch; e + 1 >= epoch && e <= epoch; e--) {
+			if (ticket_keys(e, keys) < 0 || memcmp(name, keys, 16) != 0) {
+				if (e == 0)
+					break;
+				continue;
+			}
+			if (EVP_MAC_CTX_set_params(hctx, params) == 1 &&
+			    EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, keys + 16, iv) == 1)
+				rc = e == epoch ? 1 : 2; /* 2: valid, but issue a fresh ticket */
+			break;
+		}
+	}
+	OPENSSL_cleanse(keys, sizeof(keys));
+	return rc;
+}
+
+static struct {
+	char key[300];
+	SSL_SESSION *sess;
+	unsigned long used;
+} resume[TLS_RESUME_SLOTS];
+static unsigned long resume_tick;
+
+SSL_SESSION *
+tls_resume_get(const char *key)
+{
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
+		if (resume[i].sess && !strcmp(resume[i].key, key)) {
+			if (!SSL_SESSION_is_resumable(resume[i].sess)) {
+				SSL_SESSION_free(resume[i].sess);
+				resume[i].sess = NULL;
+				return NULL;
+			}
+			resume[i].used = ++resume_tick;
+			SSL_SESSION_up_ref(resume[i].sess);
+			return resume[i].sess;
+		}
+	}
+	return NULL;
+}
+
+void
+tls_resume_put(const char *key, SSL_SESSION *sess)
+{
+	int slot = 0;
+
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
+		if (resume[i].sess && !strcmp(resume[i].key, key)) {
+			slot = i;
+			break;
+		}
+		if (resume[i].used < resume[slot].used)
+			slot = i;
+	}
+	SSL_SESSION_free(resume[slot].sess);
+	snprintf(resume[slot].key, sizeof(resume[slot].key), "%s", key);
+	resume[slot].sess = sess;
+	resume[slot].used = ++resume_tick;
+}
 
 int
 tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t outlen)
@@ -392,6 +501,13 @@ load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, ch
 		snprintf(err, errlen, "cannot generate the forged-certificate key");
 		return -1;
 	}
+	/* Once per master: tickets stay valid across reloads. */
+	static bool have_secret;
+	if (!have_secret && RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
+		snprintf(err, errlen, "cannot make the session ticket secret");
+		return -1;
+	}
+	have_secret = true;
 	for (int i = 0; i < c->n_profiles; i++) {
 		const struct conf_tls_profile *p = &c->profiles[i];
 		SSL_CTX *s = SSL_CTX_new(TLS_server_method());
@@ -408,6 +524,7 @@ load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, ch
 		/* No 0-RTT: replayable early data has no place in SMTP. */
 		SSL_CTX_set_max_early_data(s, 0);
 		SSL_CTX_set_session_id_context(s, (const unsigned char *)"smtpgw", 6);
+		SSL_CTX_set_tlsext_ticket_key_evp_cb(s, ticket_cb);
 		/* Upstream validation: Debian's bundle plus the profile's extra CAs. */
 		if (SSL_CTX_load_verify_locations(cl, c->trust_store, NULL) != 1)
 			log_warn("tls trust-store=%s error=\"cannot load\"", c->trust_store);
@@ -419,7 +536,8 @@ load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, ch
 		ERR_clear_error();
 		/* We judge the result ourselves (tls_judge) so the handshake completes. */
 		SSL_CTX_set_verify(cl, SSL_VERIFY_NONE, NULL);
-		SSL_CTX_set_session_cache_mode(cl, SSL_SESS_CACHE_CLIENT);
+		/* Sessions are kept per destination by the engine (tls_resume_*). */
+		SSL_CTX_set_session_cache_mode(cl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		m->server_ctx[i] = s;
 		m->client_ctx[i] = cl;
 	}
@@ -452,6 +570,65 @@ classify_error(long e)
 	}
 }
 
+/*
+ * A stapled OCSP response, when the server sent one: it must verify against
+ * the trust store and the chain; a revoked status or a bad response fails
+ * the certificate.  No staple: nothing is claimed either way.
+ */
+static bool
+ocsp_revoked(SSL *ssl, X509 *peer, struct tls_verdict *v)
+{
+	const unsigned char *der;
+	long len = SSL_get_tlsext_status_ocsp_resp(ssl, &der);
+	OCSP_RESPONSE *resp = NULL;
+	OCSP_BASICRESP *bs = NULL;
+	OCSP_CERTID *id = NULL;
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	X509 *issuer = NULL;
+	int status, reason;
+	ASN1_GENERALIZEDTIME *rev, *thisupd, *nextupd;
+	bool bad = false;
+
+	if (len <= 0 || der == NULL)
+		return false;
+	resp = d2i_OCSP_RESPONSE(NULL, &der, len);
+	if (resp == NULL || OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
+	    (bs = OCSP_response_get1_basic(resp)) == NULL) {
+		snprintf(v->detail, sizeof(v->detail), "malformed OCSP staple");
+		bad = true;
+		goto out;
+	}
+	for (int i = 0; chain && i < sk_X509_num(chain); i++)
+		if (X509_check_issued(sk_X509_value(chain, i), peer) == X509_V_OK)
+			issuer = sk_X509_value(chain, i);
+	if (issuer == NULL || OCSP_basic_verify(bs, chain,
+	    SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), 0) <= 0 ||
+	    (id = OCSP_cert_to_id(NULL, peer, issuer)) == NULL ||
+	    OCSP_resp_find_status(bs, id, &status, &reason, &rev, &thisupd, &nextupd) != 1 ||
+	    OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
+		snprintf(v->detail, sizeof(v->detail), "OCSP staple does not verify");
+		bad = true;
+		goto out;
+	}
+	if (status == V_OCSP_CERTSTATUS_REVOKED) {
+		v->cls = CF_REVOKED;
+		snprintf(v->detail, sizeof(v->detail), "revoked (OCSP)");
+		OCSP_CERTID_free(id);
+		OCSP_BASICRESP_free(bs);
+		OCSP_RESPONSE_free(resp);
+		ERR_clear_error();
+		return true;
+	}
+out:
+	if (bad)
+		v->cls = CF_INVALID;
+	OCSP_CERTID_free(id);
+	OCSP_BASICRESP_free(bs);
+	OCSP_RESPONSE_free(resp);
+	ERR_clear_error();
+	return bad;
+}
+
 void
 tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struct tls_verdict *v)
 {
@@ -465,6 +642,8 @@ tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struc
 	} else if (e != X509_V_OK) {
 		v->cls = classify_error(e);
 		snprintf(v->detail, sizeof(v->detail), "%s", X509_verify_cert_error_string(e));
+	} else if (p->ocsp && ocsp_revoked(ssl, peer, v)) {
+		/* v filled by ocsp_revoked */
 	} else if (refname && refname[0] &&
 	    X509_check_host(peer, refname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
 		v->cls = CF_NAME_MISMATCH;

@@ -60,6 +60,22 @@ int tls_load(const struct config *c, struct tls_material *m, char *err, size_t e
  */
 int tls_reload(const struct config *c, char *err, size_t errlen);
 
+/*
+ * Upstream TLS session resumption, per destination (address, port, SNI):
+ * a small worker-local cache.  get returns a new reference or NULL.
+ */
+#define TLS_RESUME_SLOTS 256
+SSL_SESSION *tls_resume_get(const char *key);
+void tls_resume_put(const char *key, SSL_SESSION *sess); /* takes the reference */
+
+/*
+ * Client-leg session tickets: keys derived from a secret made at master
+ * start and the current hour, so every worker encrypts and decrypts the
+ * same tickets without talking to the others; a new key every
+ * TLS_TICKET_ROTATE_S, the previous one still accepted (and renewed).
+ */
+#define TLS_TICKET_ROTATE_S 3600
+
 /* Result of validating an upstream certificate against a profile. */
 struct tls_verdict {
 	bool ok;                 /* validated */
