@@ -280,8 +280,19 @@ session_count(void)
 void
 session_close_all(const char *reason)
 {
-	while (sessions)
-		session_close(sessions, reason);
+	while (sessions) {
+		struct session *s = sessions;
+
+		/*
+		 * Tell SMTP clients why (RFC 5321 3.8): a 421 makes a sending MTA
+		 * keep its mail and retry.  Best effort, never blocking; the
+		 * upstream never saw an end of data for an unfinished message.
+		 */
+		if (s->state == SESSION_SMTP && !(s->client.io.flags & IO_F_HANDSHAKE))
+			(void)io_printf(&s->client.io,
+			    "421 4.3.2 Service shutting down, try again later\r\n");
+		session_close(s, reason);
+	}
 }
 
 /* Splice: move what one leg received to the other, bounded by its output buffer. */
