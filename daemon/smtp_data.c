@@ -25,7 +25,8 @@ emit(struct data_framer *f, const char *in, size_t n, bool crlf, const char **li
 	if (!f->raw && f->prev_crlf && crlf && n == 1 && in[0] == '.') {
 		return DATA_END;
 	}
-	if (!f->raw && f->prev_crlf && n > 0 && in[0] == '.') {
+	/* A lone '.' not ended by CRLF (bare-newline = normalize) is text, not stuffing. */
+	if (!f->raw && f->prev_crlf && n > 1 && in[0] == '.') {
 		in++;
 		n--;
 	}
@@ -43,8 +44,9 @@ enum data_status
 data_next(struct data_framer *f, const char *in, size_t len, size_t *consumed,
     const char **line, size_t *linelen)
 {
-	/* A line may hold max_line octets plus a leading stuffing dot. */
-	size_t limit = f->max_line + 1;
+	/* A line may hold max_line octets, plus a leading dot if it is stuffed. */
+	bool stuffed = !f->raw && f->prev_crlf && len > 0 && in[0] == '.';
+	size_t limit = f->max_line + (stuffed ? 1 : 0);
 	size_t scan = len < limit + 2 ? len : limit + 2;
 
 	*consumed = 0;
@@ -52,8 +54,9 @@ data_next(struct data_framer *f, const char *in, size_t len, size_t *consumed,
 		const char *lf = memchr(in, '\n', len);
 
 		if (lf == NULL) {
-			*consumed = len;
-			return len ? DATA_SKIP : DATA_NEED_MORE;
+			/* Keep a trailing CR: it may begin the CRLF that ends the line. */
+			*consumed = len > 0 && in[len - 1] == '\r' ? len - 1 : len;
+			return *consumed ? DATA_SKIP : DATA_NEED_MORE;
 		}
 		*consumed = (size_t)(lf - in) + 1;
 		f->in_long = false;
@@ -99,7 +102,9 @@ data_next(struct data_framer *f, const char *in, size_t len, size_t *consumed,
 	/* No line end within the limit: refuse the message, drop the line. */
 	f->flags |= DATA_F_LONG_LINE;
 	f->in_long = true;
-	*consumed = scan;
+	/* Keep a CR at the cut: with the LF after it, it ends the line (and
+	 * tells the next line it follows a CRLF, so a final dot is seen). */
+	*consumed = in[scan - 1] == '\r' ? scan - 1 : scan;
 	return DATA_SKIP;
 }
 
@@ -120,6 +125,48 @@ data_finish_raw(struct data_framer *f, const char *in, size_t len, size_t *consu
 	if (memchr(in, '\0', len))
 		f->flags |= DATA_F_NUL;
 	return emit(f, in, len, true, line, linelen);
+}
+
+void
+data_scan(struct data_framer *f, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+
+		if (f->scan_cr) {
+			f->scan_cr = false;
+			if (c == '\n') {
+				f->scan_len = 0;
+				continue;
+			}
+			f->flags |= DATA_F_BARE_CR;
+			f->scan_len++;
+		}
+		if (c == '\r') {
+			f->scan_cr = true;
+			continue;
+		}
+		if (c == '\n') {
+			f->flags |= DATA_F_BARE_LF;
+			f->scan_len = 0;
+			continue;
+		}
+		if (c == '\0')
+			f->flags |= DATA_F_NUL;
+		if (++f->scan_len > f->max_line)
+			f->flags |= DATA_F_LONG_LINE;
+	}
+	f->size += n;
+	if (f->size > f->max_size)
+		f->flags |= DATA_F_TOO_BIG;
+}
+
+void
+data_scan_end(struct data_framer *f)
+{
+	if (f->scan_cr)
+		f->flags |= DATA_F_BARE_CR;
+	f->scan_cr = false;
 }
 
 bool

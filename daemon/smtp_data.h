@@ -54,6 +54,9 @@ struct data_framer {
 	unsigned flags; /* DATA_F_* seen so far */
 	bool prev_crlf; /* the last line ended with CRLF (true at start) */
 	bool in_long;   /* discarding the rest of an overlong line */
+	/* data_scan state: BDAT chunks forwarded as they are */
+	bool scan_cr;
+	size_t scan_len;
 };
 
 void data_init(struct data_framer *f, enum data_bare_policy policy, bool raw, size_t max_line,
@@ -63,6 +66,13 @@ enum data_status data_next(struct data_framer *f, const char *in, size_t len,
 /* RAW mode: at the last chunk, emit what is left as a final line. */
 enum data_status data_finish_raw(struct data_framer *f, const char *in, size_t len,
     size_t *consumed, const char **line, size_t *linelen);
+/*
+ * BDAT chunks forwarded to a CHUNKING destination keep their bytes; they
+ * are only checked (bare CR/LF, NUL, line length, size), incrementally
+ * across chunks.  data_scan_end() at the last chunk flags a trailing CR.
+ */
+void data_scan(struct data_framer *f, const char *p, size_t n);
+void data_scan_end(struct data_framer *f);
 /* Flags that refuse the message under the framer's policy. */
 bool data_refused(const struct data_framer *f);
 /* The reply for a refused message (static, without CRLF). */

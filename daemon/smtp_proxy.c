@@ -44,6 +44,7 @@ struct pend {
 	bool ready;
 	char *reply;   /* canonical reply with CRLFs; NULL when ready = dropped */
 	size_t len;
+	char *note;    /* PF_DATAEND: the ended transaction, for its log line */
 };
 
 static struct smtp_proxy *
@@ -124,6 +125,7 @@ next_await(struct pend *p)
 static void
 pend_free(struct pend *p)
 {
+	free(p->note);
 	free(p->reply);
 	free(p);
 }
@@ -324,18 +326,35 @@ inspect_end(struct session *s, struct inspect_result *res)
 	return false;
 }
 
+/* "from=<...> rcpts=N accepted=N size=N" of the current transaction. */
+static void
+txn_note(struct session *s, char *buf, size_t len)
+{
+	struct smtp_proxy *px = PX(s);
+	char from[200];
+
+	log_quote(from, sizeof(from), px->mail_from ? px->mail_from : "",
+	    px->mail_from ? strlen(px->mail_from) : 0);
+	snprintf(buf, len, "from=<%s> rcpts=%u accepted=%u size=%llu", from, px->nrcpts,
+	    px->naccepted, (unsigned long long)px->framer.size + px->msg_bytes);
+}
+
+static void
+log_message_note(struct session *s, const char *result, const char *note, const char *reply)
+{
+	char code[8];
+
+	snprintf(code, sizeof(code), "%.3s", reply ? reply : "---");
+	log_sid(LOG_LVL_INFO, s->id, "smtp message result=%s %s reply=%s", result, note, code);
+}
+
 static void
 log_message(struct session *s, const char *result, const char *reply)
 {
-	struct smtp_proxy *px = PX(s);
-	char from[200], code[8];
+	char note[300];
 
-	snprintf(code, sizeof(code), "%.3s", reply ? reply : "---");
-	log_quote(from, sizeof(from), px->mail_from ? px->mail_from : "",
-	    px->mail_from ? strlen(px->mail_from) : 0);
-	log_sid(LOG_LVL_INFO, s->id,
-	    "smtp message result=%s from=<%s> rcpts=%u accepted=%u size=%llu reply=%s", result, from,
-	    px->nrcpts, px->naccepted, (unsigned long long)px->framer.size + px->msg_bytes, code);
+	txn_note(s, note, sizeof(note));
+	log_message_note(s, result, note, reply);
 }
 
 /* ------------------------------------------------------------------ TLS */
@@ -1239,6 +1258,18 @@ message_end(struct session *s, struct pend *carrier, const char *enddata)
 	if (carrier)
 		pend_set(carrier, NULL, 0); /* answered by the entry below */
 	forward(s, SMTP_DATA, PF_DATAEND, s->lim->t_server_data_end, "%s", enddata);
+	/*
+	 * For the client the transaction is over: it may pipeline the next
+	 * MAIL right behind the end of data (RFC 2920).  What the log line
+	 * needs rides on the entry that waits for the upstream's verdict.
+	 */
+	if (px->tail && (px->tail->flags & PF_DATAEND)) {
+		char note[300];
+
+		txn_note(s, note, sizeof(note));
+		px->tail->note = xstrdup(note);
+	}
+	txn_reset(s);
 }
 
 static void
@@ -1313,7 +1344,12 @@ cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 	}
 	if (!px->bdat_started) {
 		px->bdat_started = true;
-		px->bdat_convert = !(px->upcaps.flags & CAP_CHUNKING);
+		/*
+		 * Forwarded as BDAT only when the destination has CHUNKING and
+		 * bare newlines are refused anyway: normalising them needs the
+		 * conversion to DATA, which re-frames every line.
+		 */
+		px->bdat_convert = !(px->upcaps.flags & CAP_CHUNKING) || lim->bare_newline_normalize;
 		data_init(&px->framer,
 		    lim->bare_newline_normalize ? DATA_BARE_NORMALIZE : DATA_BARE_REJECT, true,
 		    lim->max_line_length, lim->max_message_size);
@@ -1333,7 +1369,7 @@ cmd_bdat(struct session *s, struct smtp_cmd *cmd)
 		bdat_begin(s, cmd, p);
 		return;
 	}
-	if (px->msg_bytes + cmd->chunk_size > lim->max_message_size) {
+	if (px->framer.size + cmd->chunk_size > lim->max_message_size) {
 		/* Never forward a chunk we would refuse; its bytes are discarded. */
 		px->framer.flags |= DATA_F_TOO_BIG;
 		struct pend *p = pend_new(s, SMTP_BDAT, false, 0);
@@ -1415,6 +1451,8 @@ chunk_done(struct session *s)
 
 	px->phase = CP_COMMAND;
 	px->chunk_pend = NULL;
+	if (px->chunk_last && !px->bdat_convert)
+		data_scan_end(&px->framer); /* a chunk may end in a CR the next one never had */
 	if (p == NULL || px->bdat_failed) {
 		/* refused command or failed transaction: the reply is set already */
 		if (p && !p->ready && !p->upstream)
@@ -1479,10 +1517,16 @@ bdat_input(struct session *s)
 			}
 			if (n > room)
 				n = room;
-			if (!px->up_dead)
+			/* Checked before it goes on: what is refused never reaches the destination. */
+			data_scan(&px->framer, buf_head(in), n);
+			if (px->chunk_left == n && px->chunk_last)
+				data_scan_end(&px->framer);
+			if (data_refused(&px->framer)) {
+				upstream_abort(s, "message refused");
+			} else if (!px->up_dead) {
 				(void)buf_append(&s->server.io.out, buf_head(in), n);
-			inspect_body(s, buf_head(in), n);
-			px->msg_bytes += n;
+				inspect_body(s, buf_head(in), n);
+			}
 			buf_consume(in, n);
 			px->chunk_left -= n;
 			io_kick(&s->server.io);
@@ -1795,8 +1839,8 @@ on_reply(struct session *s, int code)
 			px->phase = CP_COMMAND;
 		}
 	} else if (p->flags & PF_DATAEND) {
-		log_message(s, code / 100 == 2 ? "accepted" : "rejected", buf_head(r));
-		txn_reset(s);
+		log_message_note(s, code / 100 == 2 ? "accepted" : "rejected", p->note ? p->note : "",
+		    buf_head(r));
 	} else if (p->flags & PF_CONV_DATA) {
 		if (code == 354) {
 			/* The client's reply to this BDAT comes when its chunk is in. */
