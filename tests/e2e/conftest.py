@@ -2,9 +2,14 @@
 
 The tests drive the network-namespace testbed (tests/testbed/testbed): one
 `testbed up` per session, `testbed down` at the end.  Mail is sent with
-swaks from a client namespace; delivery is observed in the receiving
-Postfix's Maildir; the gateway's behaviour is read from its log.  Every
-message carries a fresh token so a test only ever looks at its own mail.
+swaks from a client namespace, or byte by byte with SmtpConn, a raw client
+whose socket is opened inside a namespace (setns) but driven from the test
+itself; ScriptedServer is the other end of that trick, an SMTP server the
+test scripts, bound to a testbed host's second address.  Delivery is
+observed in the receiving Postfix's Maildir, the server's side of a
+session in its maillog (MxSession), the gateway's behaviour in its log.
+Every message carries a fresh token so a test only ever looks at its own
+mail.
 
 Environment:
   SMTPGW_E2E_REUSE=1  use a testbed that is already up, and leave it up
@@ -14,12 +19,17 @@ Environment:
 Run as root: /usr/bin/python3 -m pytest tests/e2e
 """
 
+import contextlib
+import ctypes
 import json
 import os
 import random
 import re
+import select
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -45,6 +55,9 @@ ADDR = {
     "ext-client": {4: "198.51.100.10", 6: "2001:db8:2::10"},
     "gw-lan0": {4: "192.0.2.1", 6: "2001:db8:1::1"},
     "gw-wan0": {4: "198.51.100.1", 6: "2001:db8:2::1"},
+    # second addresses where nothing listens: for ScriptedServer
+    "int-script": {4: "192.0.2.26", 6: "2001:db8:1::26"},
+    "ext-script": {4: "198.51.100.26", 6: "2001:db8:2::26"},
 }
 
 
@@ -209,6 +222,33 @@ class Testbed:
                 return text
         return None
 
+    def messages_with(self, host, token):
+        """Texts of every message in host's Maildir that contain token."""
+        out = []
+        for p in self.messages(host):
+            try:
+                text = p.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            if token in text:
+                out.append(text)
+        return out
+
+    def wait_for_messages(self, host, token, count, timeout=DELIVERY_TIMEOUT):
+        """Wait until count messages with token are in host's Maildir;
+        returns their texts (all of them, if more came)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages_with(host, token)
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(found)} of {count} messages with {token} in {host}'s "
+                    f"Maildir after {timeout:.0f} s; {host} maillog tail:\n"
+                    + tail(self.maillog(host), 15))
+            time.sleep(0.1)
+
     def wait_for_message(self, host, token, timeout=DELIVERY_TIMEOUT):
         deadline = time.monotonic() + timeout
         while True:
@@ -310,6 +350,119 @@ class Testbed:
             raise TestbedError(f"netprobe failed: {r.stdout}{r.stderr}")
         return json.loads(r.stdout)
 
+    # raw sockets inside the testbed
+
+    def netns(self, host):
+        """Path of host's network namespace (/run/netns/<prefix><host>)."""
+        return self.path(f"netns-{host}")
+
+    def connect(self, host, addr, port=25, lport=0, timeout=10.0):
+        """An SmtpConn from host's namespace to addr:port."""
+        return SmtpConn.open(self.netns(host), addr, port, lport, timeout)
+
+    # Postfix on the MX hosts
+
+    def mx_chunking(self, host, on):
+        """Offer CHUNKING on host's Postfix or not (waits until it shows)."""
+        self.cmd("mx-chunking", host, "on" if on else "off", timeout=60)
+
+    def send_mta(self, host, message, sender, *rcpts):
+        """Inject message (str) into host's Postfix with its sendmail."""
+        r = subprocess.run([str(TESTBED), "send-mta", host, "-f", sender, *rcpts],
+                           input=message, capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise TestbedError(f"send-mta {host} failed (exit {r.returncode}):\n"
+                               f"{r.stdout}{r.stderr}")
+
+    def mx_session(self, host, offset, addr, port, timeout=LOG_TIMEOUT):
+        """The smtpd session on host whose client was addr:port, once it
+        has ended (see MxSession); offset is a maillog_offset()."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sess = MxSession.find(self.maillog(host)[offset:], addr, port)
+            if sess is not None and sess.disconnect:
+                return sess
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no finished smtpd session for {addr}:{port} in {host}'s "
+                    f"maillog after {timeout:.0f} s; tail:\n"
+                    + tail(self.maillog(host)[offset:], 20))
+            time.sleep(0.1)
+
+    def assert_not_queued(self, host, sess, token, grace=0.5):
+        """Nothing of this smtpd session was queued on host: none of its
+        queue ids reached the queue manager and no message with token
+        arrived.  Call after mx_session() returned (the session is over)."""
+        time.sleep(grace)
+        log = self.maillog(host)
+        for qid in sess.queue_ids:
+            assert not re.search(rf"qmgr\[\d+\]: {qid}: from=", log), (
+                f"{host} queued {qid} of the session:\n" + "\n".join(sess.lines))
+        assert self.messages_with(host, token) == [], (
+            f"{host} delivered a message with {token}")
+
+    # gateway log, by session
+
+    def gateway_session(self, offset, client_addr, client_port, timeout=LOG_TIMEOUT):
+        """Session id of the gateway session of client_addr:client_port."""
+        line, _ = self.wait_for_session(offset, client_addr, client_port, timeout)
+        m = re.search(r"\s([0-9a-f]{12})\s+session start", line)
+        assert m, f"no session id in {line!r}"
+        return m.group(1)
+
+    def wait_gateway_line(self, offset, sid, pattern, timeout=LOG_TIMEOUT):
+        """First gateway log line of session sid (after offset) that
+        matches the regular expression pattern."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            lines = [l for l in self.log_since(offset).splitlines()
+                     if f" {sid} " in l]
+            for l in lines:
+                if rx.search(l):
+                    return l
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no line matching {pattern!r} for session {sid} in the "
+                    f"gateway log; its lines:\n" + "\n".join(lines))
+            time.sleep(0.05)
+
+    def upstream_endpoint(self, offset, sid):
+        """(addr, port) the gateway connected upstream from, for sid."""
+        line = self.wait_gateway_line(offset, sid, r"session upstream connected local=")
+        return split_hostport(log_fields(line)["local"])
+
+    def tcp_queues(self, host):
+        """{(local, peer): (recv_q, send_q)} of host's TCP connections,
+        addresses as `ss -tn` prints them (IPv6 in brackets)."""
+        out = {}
+        r = self.exec(host, "ss", "-tnH", check=True)
+        for line in r.stdout.splitlines():
+            f = line.split()
+            if len(f) >= 5:
+                out[(f[3], f[4])] = (int(f[1]), int(f[2]))
+        return out
+
+    def wait_relayed(self, fl, lport, up, timeout=LOG_TIMEOUT):
+        """Wait until what the client sent so far has gone through: the
+        gateway has read it all from the client, sent it all upstream
+        (up = the upstream connection's local (addr, port)) and the
+        server has read it all."""
+        def hp(a, p):
+            return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+        client, server, upl = (hp(fl.client_addr, lport), hp(fl.server_addr, 25),
+                               hp(*up))
+        deadline = time.monotonic() + timeout
+        while True:
+            gw, mx = self.tcp_queues("gw"), self.tcp_queues(fl.server)
+            a, b, c = gw.get((server, client)), gw.get((upl, server)), mx.get((server, upl))
+            if a and b and c and a[0] == 0 and b[1] == 0 and c[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"data not relayed: gw {gw}, {fl.server} {mx}")
+            time.sleep(0.05)
+
     def sysctl(self, host, name, value=None):
         """Read (value None) or write a sysctl in host's namespace;
         returns the value read or the previous value."""
@@ -331,6 +484,561 @@ class Testbed:
 
 def tail(text, n):
     return "\n".join(text.splitlines()[-n:])
+
+
+# ------------------------------------------------------ Postfix sessions
+
+class MxSession:
+    """One smtpd session in a Postfix maillog, found by its client's
+    address and port (the testbed turns smtpd_client_port_logging on):
+    its lines, queue ids and how it ended."""
+
+    def __init__(self, pid, lines):
+        self.pid = pid
+        self.lines = lines
+        self.queue_ids = [m.group(1) for l in lines
+                          if (m := re.search(r": ([0-9A-F]{6,}): client=", l))]
+        self.disconnect = next((l for l in lines if " disconnect from " in l), None)
+        self.lost = next((l for l in lines if " lost connection after " in l), None)
+
+    @classmethod
+    def find(cls, log, addr, port):
+        client = f"[{addr}]:{port}"
+        pid, lines = None, []
+        for line in log.splitlines():
+            m = re.search(r"postfix/smtpd\[(\d+)\]: ", line)
+            if not m:
+                continue
+            if pid is None:
+                if line.endswith(f" connect from unknown{client}"):
+                    pid, lines = m.group(1), [line]
+                continue
+            if m.group(1) == pid:
+                lines.append(line)
+                if " disconnect from " in line:
+                    break
+        return cls(pid, lines) if pid else None
+
+    def __str__(self):
+        return "\n".join(self.lines)
+
+
+# --------------------------------------------------- raw SMTP over netns
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def in_netns(path):
+    """Run the body with this thread in the network namespace at path.
+    Sockets made inside stay in that namespace for good."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(str(path), os.O_RDONLY)
+        try:
+            if _libc.setns(target, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns {path}: {os.strerror(err)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns back: {os.strerror(err)}")
+    finally:
+        os.close(own)
+
+
+def family_of(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+class ConnectionClosed(AssertionError):
+    pass
+
+
+@dataclass
+class Reply:
+    lines: list
+
+    @property
+    def code(self):
+        return int(self.lines[-1][:3])
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __str__(self):
+        return self.text
+
+
+def parse_reply(data):
+    """(first complete reply, octets it took) from bytes received, or
+    (None, 0) when no reply is complete yet."""
+    pos, lines = 0, []
+    while True:
+        i = data.find(b"\r\n", pos)
+        if i < 0:
+            return None, 0
+        line = data[pos:i].decode("latin-1")
+        lines.append(line)
+        pos = i + 2
+        if len(line) < 4 or line[3] != "-":
+            return Reply(lines), pos
+
+
+class SmtpConn:
+    """A raw SMTP client: a socket made in a testbed namespace, driven
+    from the test.  send() writes exactly the bytes given; reply() reads
+    one (multi-line) reply.  The dialogue is kept for failure messages."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.end = None  # "eof" | "reset" once the peer is gone
+        self.transcript = []
+        self.local = sock.getsockname()[:2]
+
+    @classmethod
+    def open(cls, nspath, addr, port=25, lport=0, timeout=10.0):
+        with in_netns(nspath):
+            s = socket.socket(family_of(addr), socket.SOCK_STREAM)
+            try:
+                if lport:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind(("::" if ":" in addr else "0.0.0.0", lport))
+                s.settimeout(timeout)
+                s.connect((addr, port))
+            except BaseException:
+                s.close()
+                raise
+        return cls(s)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def lport(self):
+        return self.local[1]
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("latin-1")
+        self.transcript.append(("C", data))
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        """Read once; False when the peer is gone or the deadline passed."""
+        left = deadline - time.monotonic()
+        if left <= 0 or self.end:
+            return False
+        self.sock.settimeout(left)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            self.end = "reset"
+            return False
+        if not chunk:
+            self.end = "eof"
+            return False
+        self.transcript.append(("S", chunk))
+        self.buf += chunk
+        return True
+
+    def reply(self, timeout=10.0):
+        """The next reply; ConnectionClosed if the peer closes first,
+        AssertionError if none comes within timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r, used = parse_reply(self.buf)
+            if r is not None:
+                self.buf = self.buf[used:]
+                return r
+            if not self._fill(deadline):
+                if self.end:
+                    raise ConnectionClosed(
+                        f"connection closed ({self.end}) before a reply\n{self.dialogue()}")
+                raise AssertionError(f"no reply within {timeout} s\n{self.dialogue()}")
+
+    def replies(self, n, timeout=10.0):
+        return [self.reply(timeout) for _ in range(n)]
+
+    def cmd(self, line, timeout=10.0):
+        """Send one command line (CRLF added) and read its reply."""
+        self.send(line + "\r\n")
+        return self.reply(timeout)
+
+    def read_to_end(self, timeout=10.0):
+        """Every reply until the peer closes: (replies, end, seconds) with
+        end "eof", "reset" or "timeout"."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while self._fill(deadline):
+            pass
+        secs = time.monotonic() - t0
+        replies = []
+        while True:
+            r, used = parse_reply(self.buf)
+            if r is None:
+                break
+            replies.append(r)
+            self.buf = self.buf[used:]
+        return replies, self.end or "timeout", secs
+
+    def ehlo(self, name="client.test"):
+        """Greeting and EHLO; returns the EHLO reply (asserted 250)."""
+        g = self.reply()
+        assert g.code == 220, self.dialogue()
+        r = self.cmd(f"EHLO {name}")
+        assert r.code == 250, self.dialogue()
+        return r
+
+    def abort(self):
+        """Close with a RST instead of a FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.close()
+
+    def close(self):
+        self.sock.close()
+
+    def dialogue(self, limit=4000):
+        """The dialogue so far, C: / S: prefixed, bytes escaped."""
+        out = []
+        for who, data in self.transcript:
+            text = data.decode("latin-1")
+            text = text.replace("\r", "\\r").replace("\0", "\\0")
+            for l in text.split("\n"):
+                if l:
+                    out.append(f"{who}: {l}")
+        text = "\n".join(out)
+        return text if len(text) <= limit else text[:limit // 2] + "\n...\n" + text[-limit // 2:]
+
+
+def message(token, headers=(), body="", subject=None):
+    """An RFC 5322 message (CRLF line ends) carrying token."""
+    lines = ["From: <alice@int.test>",
+             "To: <user@ext.test>",
+             f"Subject: {subject or 'smtpgw e2e ' + token}",
+             "Date: Thu, 01 Jan 2026 00:00:00 +0000",
+             f"Message-ID: <{token}@client.test>",
+             *headers, ""]
+    text = "\r\n".join(lines) + "\r\n" + (body or f"token {token}\r\n")
+    return text
+
+
+def dot_stuff(text):
+    """DATA encoding of a CRLF text: leading dots doubled, end marker."""
+    lines = text.split("\r\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return "".join(("." + l if l.startswith(".") else l) + "\r\n" for l in lines) + ".\r\n"
+
+
+TRACE_HEADERS = ("return-path:", "x-original-to:", "delivered-to:", "received:")
+
+
+def strip_trace(delivered):
+    """A delivered Maildir message without the trace headers Postfix
+    put on top (Return-Path, X-Original-To, Delivered-To, Received)."""
+    lines = delivered.split("\n")
+    i = 0
+    while i < len(lines):
+        if lines[i].lower().startswith(TRACE_HEADERS):
+            i += 1
+            while i < len(lines) and lines[i][:1] in (" ", "\t"):
+                i += 1
+            continue
+        break
+    return "\n".join(lines[i:])
+
+
+def delivered_to(text):
+    """The Delivered-To address of a delivered message."""
+    m = re.search(r"^Delivered-To: (\S+)$", text, re.M)
+    return m.group(1) if m else None
+
+
+# ------------------------------------------------------ scripted servers
+
+class ServerSession:
+    """One connection to a ScriptedServer, seen from the server."""
+
+    def __init__(self, sock, peer):
+        self.sock = sock
+        self.peer = peer
+        self.buf = b""
+        self.received = b""     # every byte the client sent
+        self.commands = []      # command lines (without CRLF)
+        self.messages = []      # DATA contents, dot-stuffed, without the final dot
+        self.events = []        # what the handler did, for assertions
+        self.error = None
+        self.done = threading.Event()
+
+    def send(self, text):
+        """Send reply text; lines joined by CRLF, CRLF added."""
+        self.sock.sendall((text + "\r\n").encode("latin-1"))
+
+    def _fill(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except (socket.timeout, OSError):
+            return False
+        if not chunk:
+            return False
+        self.buf += chunk
+        self.received += chunk
+        return True
+
+    def readline(self, timeout=30.0):
+        """The next line without CRLF, or None at EOF/timeout."""
+        while b"\n" not in self.buf:
+            if not self._fill(timeout):
+                return None
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("latin-1")
+
+    def read_bytes(self, n, timeout=30.0):
+        """At least n more bytes (returned, and gone from the buffer)."""
+        while len(self.buf) < n:
+            if not self._fill(timeout):
+                return None
+        out, self.buf = self.buf, b""
+        return out
+
+    def read_exact(self, n, timeout=30.0):
+        """Exactly n bytes, or None at EOF/timeout."""
+        while len(self.buf) < n:
+            if not self._fill(timeout):
+                return None
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_data(self, timeout=30.0):
+        """DATA contents up to CRLF.CRLF (excluded), or None at EOF."""
+        while True:
+            data = b"\r\n" + self.buf
+            i = data.find(b"\r\n.\r\n")
+            if i >= 0:
+                body = data[2:i + 2]
+                self.buf = data[i + 5:]
+                return body
+            if not self._fill(timeout):
+                return None
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class ScriptedServer:
+    """An SMTP server the test scripts: listens on addr:port in host's
+    namespace (a second address, e.g. 198.51.100.26, so traffic to it
+    crosses the gateway like mail to a real MX) and runs handler(session)
+    in a thread per connection.  close() ends everything it started."""
+
+    def __init__(self, tb, host, addr, handler, port=25):
+        with in_netns(tb.netns(host)):
+            ls = socket.socket(family_of(addr), socket.SOCK_STREAM)
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind((addr, port))
+            ls.listen(16)
+        self.lsock = ls
+        self.addr = addr
+        self.handler = handler
+        self.sessions = []
+        self._threads = []
+        self._stop = threading.Event()
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            r, _, _ = select.select([self.lsock], [], [], 0.05)
+            if not r:
+                continue
+            try:
+                c, peer = self.lsock.accept()
+            except OSError:
+                return
+            sess = ServerSession(c, peer)
+            self.sessions.append(sess)
+            t = threading.Thread(target=self._run, args=(sess,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _run(self, sess):
+        try:
+            self.handler(sess)
+        except Exception as e:  # reported by session()
+            sess.error = e
+        finally:
+            sess.close()
+            sess.done.set()
+
+    def session(self, n=0, timeout=10.0, finished=True):
+        """The n-th connection; waits for it (and for its handler to end)."""
+        deadline = time.monotonic() + timeout
+        while len(self.sessions) <= n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"scripted server {self.addr}: no connection {n}")
+            time.sleep(0.02)
+        sess = self.sessions[n]
+        if finished:
+            assert sess.done.wait(max(0.0, deadline - time.monotonic())), (
+                f"scripted server {self.addr}: handler still running")
+        if sess.error:
+            raise sess.error
+        return sess
+
+    def close(self):
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.lsock.close()
+        for sess in self.sessions:
+            sess.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def scripted_smtp(greeting_delay=0.0, ehlo=("PIPELINING", "SIZE 10240000", "8BITMIME",
+                                            "ENHANCEDSTATUSCODES"),
+                  replies=None, data_end="250 2.0.0 Ok: queued as SCRIPTED",
+                  close_at=None, die_in_data_after=None, silent_at=None):
+    """A handler for ScriptedServer that plays a plain MX:
+    greeting_delay  seconds to wait before the 220;
+    ehlo            the EHLO keywords;
+    replies         {"MAIL": "550 ...", ...} replies instead of 250/354;
+    data_end        the reply to the end of data;
+    close_at        a verb ("RCPT", ...): close instead of answering it,
+                    or "IDLE": close after the EHLO reply;
+    die_in_data_after  close after this many message bytes (DATA or BDAT);
+    silent_at       "GREETING", a verb, or "DATAEND": from there on answer
+                    nothing, just read until the peer closes.
+    BDAT is served if "CHUNKING" is among the keywords.  The session
+    records commands, messages (BDAT: the chunks joined) and events."""
+    replies = replies or {}
+
+    def silent(sess, where):
+        sess.events.append(f"silent at {where}")
+        while sess.readline(timeout=60) is not None:
+            pass
+        sess.events.append("eof")
+
+    def handler(sess):
+        chunks = []  # BDAT chunks of the message being received
+        if silent_at == "GREETING":
+            return silent(sess, "GREETING")
+        if greeting_delay:
+            time.sleep(greeting_delay)
+        sess.send("220 script.test ESMTP scripted")
+        sess.events.append("greeted")
+        while True:
+            line = sess.readline()
+            if line is None:
+                sess.events.append("eof")
+                return
+            sess.commands.append(line)
+            verb = line[:4].upper()
+            if close_at == verb:
+                sess.events.append(f"closed at {verb}")
+                return
+            if silent_at == verb:
+                return silent(sess, verb)
+            if verb in replies:
+                sess.send(replies[verb])
+                if not (verb == "DATA" and replies[verb].startswith("354")):
+                    continue
+            elif verb == "EHLO":
+                kw = ["script.test"] + list(ehlo)
+                sess.send("\r\n".join(f"250{'-' if i < len(kw) - 1 else ' '}{k}"
+                                       for i, k in enumerate(kw)))
+                if close_at == "IDLE":
+                    time.sleep(0.2)
+                    sess.events.append("closed idle")
+                    return
+                continue
+            elif verb == "QUIT":
+                sess.send("221 2.0.0 Bye")
+                sess.events.append("quit")
+                return
+            elif verb in ("HELO", "MAIL", "RCPT", "RSET", "NOOP"):
+                sess.send("250 2.0.0 Ok")
+                continue
+            elif verb == "DATA":
+                sess.send("354 End data with <CR><LF>.<CR><LF>")
+            elif verb == "BDAT" and "CHUNKING" in ehlo:
+                words = line.split()
+                size, last = int(words[1]), len(words) > 2
+                if die_in_data_after is not None:
+                    got = sess.read_bytes(min(size, die_in_data_after) or 1)
+                    sess.events.append(f"died in data after {len(got or b'')} bytes")
+                    return
+                chunk = sess.read_exact(size)
+                if chunk is None:
+                    sess.events.append("eof in data")
+                    return
+                chunks.append(chunk)
+                if not last:
+                    sess.send(f"250 2.0.0 {size} octets received")
+                    continue
+                sess.messages.append(b"".join(chunks))
+                chunks.clear()
+                sess.events.append("data end")
+                sess.send(data_end)
+                continue
+            else:
+                sess.send("502 5.5.2 Error: command not recognized")
+                continue
+            # DATA accepted
+            if die_in_data_after is not None:
+                got = sess.read_bytes(die_in_data_after)
+                sess.events.append(f"died in data after {len(got or b'')} bytes")
+                return
+            data = sess.read_data()
+            if data is None:
+                sess.events.append("eof in data")
+                return
+            sess.messages.append(data)
+            sess.events.append("data end")
+            if silent_at == "DATAEND":
+                return silent(sess, "DATAEND")
+            sess.send(data_end)
+
+    return handler
+
+
+@pytest.fixture
+def scripted_server(testbed):
+    """Factory: scripted_server(handler, family=4, side="ext") starts a
+    ScriptedServer on ext-mx's second address (or int-mx's, side="int");
+    all are closed after the test."""
+    started = []
+
+    def start(handler, family=4, side="ext"):
+        host = f"{side}-mx"
+        srv = ScriptedServer(testbed, host, ADDR[f"{side}-script"][family], handler)
+        started.append(srv)
+        return srv
+
+    try:
+        yield start
+    finally:
+        for srv in started:
+            srv.close()
 
 
 # ---------------------------------------------------------------- fixtures

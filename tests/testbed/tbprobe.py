@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Readiness probe for the testbed: does an SMTP server greet?
+"""Probes for the testbed: does an SMTP server greet, what does it offer?
 
 Usage: tbprobe.py banner ADDR PORT [TIMEOUT]
+       tbprobe.py ehlo ADDR PORT [TIMEOUT]
 
-Connects to ADDR:PORT (IPv4 or IPv6 literal), reads the greeting, answers
-QUIT and exits 0 if the greeting starts with 220; prints the greeting.
-Exits 1 on any failure.  Run it inside a namespace with `ip netns exec`.
+banner connects to ADDR:PORT (IPv4 or IPv6 literal), reads the greeting,
+answers QUIT and exits 0 if the greeting starts with 220; prints the
+greeting.  ehlo also sends EHLO and prints the EHLO keywords, one a line
+(upper case, without parameters); exits 0 on a 250 reply.  Both exit 1 on
+any failure.  Run them inside a namespace with `ip netns exec`.
 """
 
 import socket
@@ -30,7 +33,43 @@ def banner(addr, port, timeout):
         return line
 
 
+def read_reply(s):
+    """One SMTP reply: its lines, CRLF stripped."""
+    data = b""
+    while True:
+        lines = data.split(b"\r\n")
+        for line in lines[:-1]:
+            if len(line) < 4 or line[3:4] != b"-":
+                return [l.decode("ascii", "replace") for l in lines[:-1]]
+        chunk = s.recv(4096)
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+
+
+def ehlo(addr, port, timeout):
+    with socket.create_connection((addr, port), timeout=timeout) as s:
+        greeting = read_reply(s)
+        if not greeting[0].startswith("220"):
+            raise OSError(f"greeting: {greeting[0]}")
+        s.sendall(b"EHLO tbprobe.test\r\n")
+        reply = read_reply(s)
+        s.sendall(b"QUIT\r\n")
+        if not reply[0].startswith("250"):
+            raise OSError(f"EHLO: {reply[0]}")
+        return [l[4:].split(" ")[0].upper() for l in reply[1:]]
+
+
 def main(argv):
+    if len(argv) >= 4 and argv[1] == "ehlo":
+        timeout = float(argv[4]) if len(argv) > 4 else 2.0
+        try:
+            keywords = ehlo(argv[2], int(argv[3]), timeout)
+        except OSError as e:
+            print(f"{argv[2]} port {argv[3]}: {e}", file=sys.stderr)
+            return 1
+        print("\n".join(keywords))
+        return 0
     if len(argv) < 4 or argv[1] != "banner":
         print(__doc__.strip(), file=sys.stderr)
         return 2
