@@ -1105,10 +1105,15 @@ config_dump(const struct config *c, FILE *f)
 
 	for (int i = 0; i < c->n_zones; i++) {
 		const struct conf_zone *z = &c->zones[i];
-		fprintf(f, "\n[zone %s]\ninterfaces =", z->name);
-		for (int j = 0; j < z->n_ifaces; j++)
-			fprintf(f, " %s", z->ifaces[j]);
-		fprintf(f, "%s\nexternal = %s\n", z->n_ifaces ? "" : " ", z->external ? "yes" : "no");
+		fprintf(f, "\n[zone %s]\n", z->name);
+		/* no interfaces: no line (an empty value would not parse back) */
+		if (z->n_ifaces) {
+			fprintf(f, "interfaces =");
+			for (int j = 0; j < z->n_ifaces; j++)
+				fprintf(f, " %s", z->ifaces[j]);
+			fprintf(f, "\n");
+		}
+		fprintf(f, "external = %s\n", z->external ? "yes" : "no");
 	}
 	for (int i = 0; i < c->n_profiles; i++) {
 		const struct conf_tls_profile *t = &c->profiles[i];
