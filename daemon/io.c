@@ -55,7 +55,7 @@ io_update(struct io *io)
 
 		if (reading)
 			want |= (io->flags & IO_F_TLS) ? io->rd_want : EPOLLIN;
-		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING)))
+		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING | IO_F_LOWAT_DUE)))
 			want |= (io->flags & IO_F_TLS) ? io->wr_want : EPOLLOUT;
 		/* Decrypted bytes inside the SSL object wake nobody: queue them. */
 		if (reading && io->ssl && (io->flags & IO_F_TLS) && SSL_pending(io->ssl) > 0)
@@ -141,6 +141,8 @@ start_handshake(struct io *io)
 static void
 io_flush(struct io *io)
 {
+	size_t before = buf_len(&io->out);
+
 	while (buf_len(&io->out) > 0 && !(io->flags & (IO_F_FAILED | IO_F_CONNECTING))) {
 		if (io->flags & IO_F_HANDSHAKE)
 			return;
@@ -180,6 +182,9 @@ io_flush(struct io *io)
 		buf_consume(&io->out, (size_t)n);
 		io_touch(io);
 	}
+	/* Whoever flushed, the owner hears of the drain from the handler. */
+	if (before > io->lowat && buf_len(&io->out) <= io->lowat)
+		io->flags |= IO_F_LOWAT_DUE;
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_TLS_PENDING))
 		start_handshake(io);
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_SHUTDOWN) && !(io->flags & IO_F_WRDONE) &&
@@ -445,16 +450,19 @@ io_handler(struct ev_fd *e, uint32_t revents)
 
 	/* With TLS either direction may need either event: try both. */
 	if ((revents & EPOLLOUT) || (io->flags & IO_F_FAILED) ||
-	    (tls_active(io) && buf_len(&io->out) > 0) || (io->flags & IO_F_TLS_PENDING)) {
-		size_t before = buf_len(&io->out);
+	    (tls_active(io) && buf_len(&io->out) > 0) ||
+	    (io->flags & (IO_F_TLS_PENDING | IO_F_LOWAT_DUE))) {
+		bool lowat;
 
 		io_flush(io);
 		if (io->flags & IO_F_FAILED) {
 			io->cb(io, IO_ERROR, io->arg);
 			return;
 		}
+		lowat = (io->flags & IO_F_LOWAT_DUE) != 0;
+		io->flags &= ~IO_F_LOWAT_DUE;
 		io_update(io);
-		if (before > io->lowat && buf_len(&io->out) <= io->lowat) {
+		if (lowat) {
 			io->cb(io, IO_LOWAT, io->arg);
 			if (io->flags & IO_F_DEAD)
 				return;

@@ -59,6 +59,7 @@ enum io_event {
 #define IO_F_HANDSHAKE 0x100u
 #define IO_F_HS_PAUSED 0x200u  /* handshake waits for io_tls_resume() */
 #define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
+#define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
 
 struct io {
 	struct ev_fd ev;

@@ -64,6 +64,16 @@ data_next(struct data_framer *f, const char *in, size_t len, size_t *consumed,
 		f->prev_crlf = lf > in && lf[-1] == '\r';
 		return DATA_SKIP;
 	}
+	/* Fast path: a CRLF-ended line with no other CR and no NUL in it. */
+	const char *lf = memchr(in, '\n', scan);
+	if (lf != NULL && lf > in && lf[-1] == '\r') {
+		size_t n = (size_t)(lf - in) - 1;
+
+		if (n <= limit && memchr(in, '\r', n) == NULL && memchr(in, '\0', n) == NULL) {
+			*consumed = n + 2;
+			return emit(f, in, n, true, line, linelen);
+		}
+	}
 	for (size_t i = 0; i < scan; i++) {
 		char c = in[i];
 
@@ -124,6 +134,10 @@ data_finish_raw(struct data_framer *f, const char *in, size_t len, size_t *consu
 	}
 	if (memchr(in, '\0', len))
 		f->flags |= DATA_F_NUL;
+	if (len > f->max_line) {
+		f->flags |= DATA_F_LONG_LINE;
+		return DATA_SKIP; /* refused with the message, never emitted */
+	}
 	return emit(f, in, len, true, line, linelen);
 }
 

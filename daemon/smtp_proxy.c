@@ -1818,6 +1818,8 @@ on_reply(struct session *s, int code)
 		if (code == 220) {
 			/* The other hard boundary: nothing may follow the upstream's 220. */
 			if (buf_len(&s->server.io.in) > 0) {
+				/* Nor is that 220 passed on: the client gets the 421 in its place. */
+				p->ready = false;
 				upstream_lost(s, "data after the STARTTLS reply (response injection)");
 				return;
 			}
@@ -2005,6 +2007,7 @@ upstream_lost(struct session *s, const char *why)
 	if (px->phase == CP_DATA || px->phase == CP_BDAT) {
 		/* The client is sending a message: let it finish, then answer 451. */
 		resolve_waiting(s, "451 4.4.2 Error: connection to destination lost");
+		io_resume(&s->client.io); /* it may have been paused for a full upstream */
 		process_client(s);
 		return;
 	}
@@ -2026,6 +2029,7 @@ upstream_lost(struct session *s, const char *why)
 		px->head = NULL;
 	px->tail = prev;
 	px->await = NULL;
+	px->tls_pend = NULL; /* never ready while set: freed above */
 	reply_local(s, SMTP_UNKNOWN, 0,
 	    "421 4.4.2 Error: connection to destination lost, try again later");
 	px->phase = CP_CLOSING;
