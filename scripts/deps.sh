@@ -8,7 +8,7 @@
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
 libnetfilter-queue-dev libcmocka-dev libcap-dev nftables iptables iproute2
 swaks openssl postfix python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
-busybox-static"
+busybox-static testssl.sh"
 
 # Print the packages from SMTPGW_DEPS that are not installed, one a line.
 smtpgw_missing_deps() {

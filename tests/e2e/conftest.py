@@ -27,6 +27,7 @@ import random
 import re
 import select
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -121,6 +122,12 @@ FIELD_RE = re.compile(r'(?:^|\s)([a-z][a-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 def log_fields(line):
     """key=value fields of one log line, as a dict of strings."""
     return {k: v.strip('"') for k, v in FIELD_RE.findall(line)}
+
+
+def log_unquote(value):
+    """A logged value with the log's \\xHH escapes decoded
+    ('/CN\\x3dmx.ext.test' -> '/CN=mx.ext.test')."""
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
 
 
 def split_hostport(value):
@@ -365,6 +372,12 @@ class Testbed:
     def mx_chunking(self, host, on):
         """Offer CHUNKING on host's Postfix or not (waits until it shows)."""
         self.cmd("mx-chunking", host, "on" if on else "off", timeout=60)
+
+    def mx_cert(self, host, kind):
+        """Make host's Postfix present another certificate on 25 and 465
+        (`testbed mx-cert`: good, intermediate, missing-intermediate,
+        self-signed, expired, wrong-name, unknown-ca); waits until it does."""
+        self.cmd("mx-cert", host, kind, timeout=60)
 
     def send_mta(self, host, message, sender, *rcpts):
         """Inject message (str) into host's Postfix with its sendmail."""
@@ -702,6 +715,20 @@ class SmtpConn:
         assert r.code == 250, self.dialogue()
         return r
 
+    def start_tls(self, server_hostname=None, timeout=10.0):
+        """TLS handshake on this connection (after a 220 to STARTTLS, or
+        at once on port 465), as a client that verifies nothing; the
+        SMTP dialogue goes on inside it.  Returns the server's leaf
+        certificate (DER)."""
+        assert not self.buf, f"plaintext left before TLS: {self.buf!r}"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock.settimeout(timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.transcript.append(("C", b"[TLS handshake done]\r\n"))
+        return self.sock.getpeercert(binary_form=True)
+
     def abort(self):
         """Close with a RST instead of a FIN."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
@@ -722,6 +749,59 @@ class SmtpConn:
                     out.append(f"{who}: {l}")
         text = "\n".join(out)
         return text if len(text) <= limit else text[:limit // 2] + "\n...\n" + text[-limit // 2:]
+
+
+# ------------------------------------------------------------ TLS helpers
+
+PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", re.S)
+
+
+def s_client(tb, host, addr, port, starttls=None, servername=None, cafile=None,
+             extra=(), timeout=15):
+    """`openssl s_client -showcerts` from host's namespace to addr:port
+    (starttls="smtp" for STARTTLS; servername sets SNI, else none is
+    sent; extra: more s_client options).  Returns (CompletedProcess, [PEM of each certificate sent,
+    leaf first])."""
+    target = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+    argv = ["timeout", str(timeout), "openssl", "s_client", "-connect", target, "-showcerts"]
+    if starttls:
+        argv += ["-starttls", starttls]
+    argv += ["-servername", servername] if servername else ["-noservername"]
+    if cafile:
+        argv += ["-CAfile", str(cafile)]
+    argv += list(extra)
+    r = subprocess.run([str(TESTBED), "exec", host, *argv], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout + 30)
+    return r, PEM_CERT_RE.findall(r.stdout)
+
+
+def x509_text(pem, *opts):
+    """`openssl x509 -noout OPTS` of one PEM certificate (RFC 2253 names)."""
+    r = subprocess.run(["openssl", "x509", "-noout", "-nameopt", "RFC2253", *opts],
+                       input=pem, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def x509_field(pem, opt):
+    """'-subject', '-issuer', '-fingerprint' ...: the value after '='."""
+    return x509_text(pem, opt).split("=", 1)[1].strip()
+
+
+def x509_sans(pem):
+    """The subjectAltName entries, e.g. ['DNS:mx.ext.test', 'IP Address:...']."""
+    out = x509_text(pem, "-ext", "subjectAltName").splitlines()
+    return [e.strip() for l in out[1:] for e in l.split(",") if e.strip()]
+
+
+def x509_verify(pem, cafile):
+    """`openssl verify -CAfile cafile` of a leaf: (ok, output)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as f:
+        f.write(pem)
+        f.flush()
+        r = subprocess.run(["openssl", "verify", "-CAfile", str(cafile), f.name],
+                           capture_output=True, text=True, timeout=30)
+    return r.returncode == 0 and r.stdout.strip().endswith(": OK"), r.stdout + r.stderr
 
 
 def message(token, headers=(), body="", subject=None):

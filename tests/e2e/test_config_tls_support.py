@@ -8,7 +8,7 @@ and activated with `smtpgwctl apply` (the daemon's generation moves).
 Then a connection to each port either
   - is intercepted: the TCP connection is made (to the gateway's
     transparent listener) and the gateway logs a session for it under the
-    policy - port 465 has no TLS yet, so the session line is the proof; or
+    policy - port 465 is implicit TLS, so the session line is the proof; or
   - is rejected: a TCP reset at once (ECONNREFUSED within a second), and
     the classifier logs `classify decision=reject reason=no-policy`.
 disabled covers 25 only, enabled 25 and 465, required 465 only.  The

@@ -6,10 +6,11 @@ not a hang):
 - no host at the address (198.51.100.99, 2001:db8:2::99): the upstream
   connect times out, and the 421 arrives within `connect-timeout` (set
   to 2 s here) plus a little;
-- a host that refuses the port (ext-mx port 465, nothing listening): the
-  server's RST makes the 421 come at once.  Port 465 is implicit TLS, so
-  the 421 arrives inside a TLS session that smtpgw completes with its
-  Proxy Server certificate (there is no real certificate to forge from).
+- a host that refuses the port (port 465 of ext-mx's second address,
+  where nothing listens): the server's RST makes the 421 come at once.
+  Port 465 is implicit TLS, so the 421 arrives inside a TLS session that
+  smtpgw completes with its Proxy Server certificate (there is no real
+  certificate to forge from).
 """
 
 import time
@@ -39,7 +40,7 @@ def test_no_such_host(testbed, short_connect_timeout, addr):
     check_421_then_close(r, CONNECT_TIMEOUT + SLACK)
 
 
-@pytest.mark.parametrize("addr", ["198.51.100.25", "[2001:db8:2::25]"])
+@pytest.mark.parametrize("addr", ["198.51.100.26", "[2001:db8:2::26]"])
 def test_port_refused_by_server(testbed, short_connect_timeout, addr):
     t0 = time.time()
     r = testbed.exec("int-client", "sh", "-c",

@@ -1,0 +1,157 @@
+"""A destination with a bad certificate: what the TLS profile says is what
+the client gets - a forgery it can see is untrusted, a refusal, or a
+trusted forgery.
+
+ext-mx is given, in turn (`testbed mx-cert`), five bad certificates for
+mx.ext.test: self-signed; issued by a CA nobody trusts; issued by an
+intermediate of the testbed CA that the server does not send (the
+profile trusts the root only); issued by the testbed CA but expired; and
+issued by the testbed CA for another name (wrong-name: checked against
+the client's SNI, so on 465 with SNI mx.ext.test - STARTTLS has no
+reference name).  int-client connects through the gateway with `openssl
+s_client` on 25 (STARTTLS) and 465 (SNI mx.ext.test), with the policy's
+action using one of three profiles:
+
+- default (the testbed's profile, every class `untrusted-sign`): the
+  leaf is forged for the real names but issued by the untrusted CA, so
+  `openssl verify` against the Proxy Authority fails (against the
+  untrusted CA it succeeds); mail from an opportunistic client (swaks,
+  no verification) is still delivered.  On STARTTLS the wrong-name
+  certificate validates (no name to check) and is forged by the Proxy
+  Authority with the real, wrong names: a client checking mx.ext.test
+  still sees the mismatch.
+- Mixed-A (on-expired = block, on-untrusted-issuer = allow,
+  on-name-mismatch = block) and Mixed-B (the other way round): per class,
+  `block` refuses the session (STARTTLS: `421 4.7.5` and close; 465: the
+  handshake never completes) and `allow` forges with the Proxy Authority
+  (the leaf verifies against it).
+The gateway logs each verdict: `tls verify side=server result=failed
+class=<class> action=<action>`.
+"""
+
+import pytest
+
+from conftest import (ADDR, flow, log_fields, new_token, random_lport, s_client,
+                      x509_field, x509_verify)
+
+KINDS = {  # kind: the class the gateway must find
+    "self-signed": "untrusted-issuer",
+    "unknown-ca": "untrusted-issuer",
+    "missing-intermediate": "untrusted-issuer",
+    "expired": "expired",
+    "wrong-name": "name-mismatch",
+}
+
+PHASES = {  # phase: (proxy action, {class: action})
+    "default": ("Testbed-Outgoing", {c: "untrusted-sign" for c in KINDS.values()}),
+    "mixed-a": ("Out-Mixed-A", {"expired": "block", "untrusted-issuer": "allow",
+                                "name-mismatch": "block"}),
+    "mixed-b": ("Out-Mixed-B", {"expired": "allow", "untrusted-issuer": "block",
+                                "name-mismatch": "allow"}),
+}
+
+CASES = [(p, k) for p in PHASES for k in KINDS]
+FL = flow("outbound", 4)
+MX = ADDR["ext-mx"][4]
+
+
+@pytest.fixture(scope="module")
+def matrix(testbed, module_gateway_config):
+    """The Mixed profiles and their actions, added once; ext-mx gets its
+    good certificate back at the end."""
+    ca = testbed.path("testbed-ca-cert")
+    settings = {}
+    for phase, (action, classes) in PHASES.items():
+        if phase == "default":
+            continue
+        profile = "Testbed-" + phase.title()
+        settings[(f"tls-profile {profile}", "ca-file")] = str(ca)
+        for cls, act in classes.items():
+            settings[(f"tls-profile {profile}", f"on-{cls}")] = act
+        settings[(f"action {action}", "tls-profile")] = profile
+    module_gateway_config.update(settings)
+    try:
+        yield module_gateway_config
+    finally:
+        testbed.mx_cert("ext-mx", "good")
+
+
+def connect(testbed, port, lport, **kw):
+    """s_client from int-client to ext-mx through the gateway, from lport."""
+    opts = dict(starttls="smtp") if port == 25 else dict(servername="mx.ext.test")
+    opts.update(kw)
+    extra = ("-bind", f"{FL.client_addr}:{lport}", *opts.pop("extra", ()))
+    return s_client(testbed, "int-client", MX, port, extra=extra, **opts)
+
+
+def verdict(testbed, off, lport):
+    sid = testbed.gateway_session(off, FL.client_addr, lport)
+    return sid, log_fields(testbed.wait_gateway_line(off, sid, r"tls verify side=server "))
+
+
+@pytest.mark.parametrize("phase,kind", CASES, ids=[f"{p}-{k}" for p, k in CASES])
+def test_bad_upstream_certificate(testbed, matrix, phase, kind):
+    action, classes = PHASES[phase]
+    cls = KINDS[kind]
+    expect = classes[cls]
+    matrix.set("policy SMTP-Proxy-Out", "action", action)
+    testbed.mx_cert("ext-mx", kind)
+    pa = testbed.path("proxy-authority-cert")
+    ua = testbed.path("untrusted-authority-cert")
+
+    # STARTTLS has no reference name: wrong-name is only judged on 465.
+    ports = [465] if kind == "wrong-name" else [25, 465]
+    for port in ports:
+        off = testbed.log_offset()
+        lport = random_lport()
+        if expect == "block" and port == 25:
+            with testbed.connect(FL.client, MX, 25, lport=lport) as c:
+                assert "STARTTLS" in c.ehlo().text, c.dialogue()
+                r = c.cmd("STARTTLS")
+                assert r.code == 421 and r.lines[0].startswith("421 4.7.5"), c.dialogue()
+                replies, end, _ = c.read_to_end()
+                assert replies == [] and end == "eof", c.dialogue()
+        else:
+            r, certs = connect(testbed, port, lport)
+        sid, v = verdict(testbed, off, lport)
+        assert (v["result"], v["class"], v["action"]) == ("failed", cls, expect), (port, v)
+
+        if expect == "block":
+            if port == 465:
+                assert certs == [], f"465 blocked, yet a certificate came:\n{r.stdout}"
+                testbed.wait_gateway_line(off, sid, r"session end reason=tls-upstream-"
+                                                    r"certificate-blocked")
+            continue
+        assert certs, f"port {port}: no certificate:\n{r.stdout}{r.stderr}"
+        leaf = certs[0]
+        names = "CN=wrong-name.invalid" if kind == "wrong-name" else "CN=mx.ext.test"
+        assert x509_field(leaf, "-subject") == names
+        issuer = pa if expect == "allow" else ua
+        assert x509_field(leaf, "-issuer") == x509_field(issuer.read_text(), "-subject")
+        ok, out = x509_verify(leaf, pa)
+        assert ok == (expect == "allow"), f"port {port}, verify against the PA: {out}"
+        if expect == "untrusted-sign":
+            ok, out = x509_verify(leaf, ua)
+            assert ok, out
+
+    if phase != "default":
+        return
+    # Opportunistic clients still get their mail through.
+    token = new_token()
+    extra = (["--port", "465", "-tlsc", "--tls-sni", "mx.ext.test"] if kind == "wrong-name"
+             else ["-tls"])
+    r = testbed.swaks(FL, token, extra=extra)
+    assert r.returncode == 0, f"swaks failed:\n{r.stdout}{r.stderr}"
+    testbed.wait_for_message(FL.server, token)
+
+    if kind == "wrong-name":
+        # On STARTTLS nothing is judged by name: the Proxy Authority signs a
+        # leaf with the real (wrong) names, and the client's own check fails.
+        off = testbed.log_offset()
+        lport = random_lport()
+        r, certs = connect(testbed, 25, lport, cafile=pa,
+                           extra=("-verify_hostname", "mx.ext.test"))
+        _, v = verdict(testbed, off, lport)
+        assert v["result"] == "ok", v
+        assert x509_field(certs[0], "-issuer") == x509_field(pa.read_text(), "-subject")
+        assert "Verify return code: 62 (hostname mismatch)" in r.stdout, r.stdout
