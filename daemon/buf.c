@@ -29,8 +29,9 @@ buf_free(struct buf *b)
 void
 buf_free_secure(struct buf *b)
 {
+	/* Only what was ever written: wiping untouched capacity costs without protecting. */
 	if (b->data)
-		OPENSSL_cleanse(b->data, b->size);
+		OPENSSL_cleanse(b->data, b->used < b->size ? b->used : b->size);
 	buf_free(b);
 }
 
@@ -53,6 +54,7 @@ buf_reserve(struct buf *b, size_t want, size_t *got)
 	if (b->size - b->wpos < want) {
 		/* Reclaim consumed space first; grow only if that is not enough. */
 		if (b->rpos > 0) {
+			/* bytes beyond the new wpos stay behind: keep them in the wipe range */
 			memmove(b->data, b->data + b->rpos, len);
 			b->rpos = 0;
 			b->wpos = len;
@@ -64,7 +66,15 @@ buf_reserve(struct buf *b, size_t want, size_t *got)
 				nsize *= 2;
 			if (nsize > b->max)
 				nsize = b->max;
-			b->data = xrealloc(b->data, nsize);
+			/* realloc may move: wipe and free the old block rather than leave copies */
+			char *nd = xmalloc(nsize);
+			if (b->data) {
+				memcpy(nd, b->data, b->wpos);
+				OPENSSL_cleanse(b->data, b->used < b->size ? b->used : b->size);
+				free(b->data);
+			}
+			b->data = nd;
+			b->used = b->wpos;
 			b->size = nsize;
 		}
 	}
@@ -77,6 +87,8 @@ buf_commit(struct buf *b, size_t n)
 {
 	FATAL_IF(b->wpos + n > b->size);
 	b->wpos += n;
+	if (b->wpos > b->used)
+		b->used = b->wpos;
 }
 
 void

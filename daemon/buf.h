@@ -19,6 +19,7 @@
 struct buf {
 	char *data;
 	size_t rpos, wpos, size, max;
+	size_t used; /* highest wpos ever: what buf_free_secure must wipe */
 };
 
 void buf_init(struct buf *b, size_t max);

@@ -110,6 +110,40 @@ classifier_close(struct classifier *q)
 	free(q);
 }
 
+/*
+ * ifindex -> name, cached for a few seconds: if_indextoname() costs a
+ * socket and an ioctl, twice per SYN.  A short lifetime keeps renames and
+ * re-used indexes from being believed for long.
+ */
+#define IFCACHE_SLOTS 64
+#define IFCACHE_TTL_MS 2000
+
+static struct {
+	int index;
+	char name[IFNAMSIZ];
+	uint64_t at;
+} ifcache[IFCACHE_SLOTS];
+
+static bool
+ifname(int index, char *out)
+{
+	unsigned slot = (unsigned)index % IFCACHE_SLOTS;
+	uint64_t now = now_ms();
+
+	if (index <= 0)
+		return false;
+	if (ifcache[slot].index == index && now - ifcache[slot].at < IFCACHE_TTL_MS) {
+		memcpy(out, ifcache[slot].name, IFNAMSIZ);
+		return true;
+	}
+	if (if_indextoname((unsigned)index, out) == NULL)
+		return false;
+	ifcache[slot].index = index;
+	memcpy(ifcache[slot].name, out, IFNAMSIZ);
+	ifcache[slot].at = now;
+	return true;
+}
+
 static void
 nfq_verdict(struct classifier *q, uint32_t id, uint32_t mark)
 {
@@ -154,7 +188,7 @@ nfq_packet_cb(const struct nlmsghdr *nlh, void *data)
 	memset(&in, 0, sizeof(in));
 
 	iif = attr[NFQA_IFINDEX_INDEV] ? (int)ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV])) : 0;
-	if (iif <= 0 || if_indextoname((unsigned)iif, in.in_ifname) == NULL)
+	if (!ifname(iif, in.in_ifname))
 		in.in_ifname[0] = '\0';
 	if (attr[NFQA_PAYLOAD] == NULL ||
 	    classify_parse_packet(mnl_attr_get_payload(attr[NFQA_PAYLOAD]),
@@ -167,7 +201,7 @@ nfq_packet_cb(const struct nlmsghdr *nlh, void *data)
 		return MNL_CB_OK;
 	}
 	oif = route_oif(q->route, in.family, in.src, in.dst, iif);
-	if (oif <= 0 || if_indextoname((unsigned)oif, in.out_ifname) == NULL)
+	if (!ifname(oif, in.out_ifname))
 		in.out_ifname[0] = '\0';
 
 	classify(q->conf, &in, &res);

@@ -14,6 +14,7 @@
 static enum log_target log_target = LOG_TO_STDERR;
 static int log_debug_on;
 static char log_proc[32] = "smtpgw";
+static int log_pid; /* set when the process takes its name (after fork) */
 
 void
 log_init(enum log_target target, const char *procname, int debug)
@@ -29,6 +30,7 @@ void
 log_set_procname(const char *procname)
 {
 	(void)strlcpy_checked(log_proc, procname, sizeof(log_proc));
+	log_pid = (int)getpid();
 }
 
 static void PRINTF_LIKE(3, 0)
@@ -55,7 +57,7 @@ log_vemit(enum log_level lvl, const char *prefix, const char *fmt, va_list ap)
 	/* One write(2) per line so lines of concurrent processes never interleave. */
 	char out[2300];
 	int m = snprintf(out, sizeof(out), "%s.%03ldZ smtpgw[%d] %s: %s%s\n", stamp,
-	    ts.tv_nsec / 1000000, (int)getpid(), log_proc, prefix, line);
+	    ts.tv_nsec / 1000000, log_pid ? log_pid : (int)getpid(), log_proc, prefix, line);
 	if (m > 0) {
 		size_t len = (size_t)m < sizeof(out) ? (size_t)m : sizeof(out) - 1;
 		if ((size_t)m >= sizeof(out))

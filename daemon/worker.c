@@ -34,7 +34,8 @@ refuse_now(int fd, const char *reply)
 	close(fd);
 }
 
-static void
+/* Returns false once the listener has nothing more to accept. */
+static bool
 accept_one(int lfd)
 {
 	union sockaddr_any client, dst;
@@ -46,17 +47,18 @@ accept_one(int lfd)
 
 	fd = accept4(lfd, &client.sa, &clen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
-		    errno != EINTR)
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return false;
+		if (errno != ECONNABORTED && errno != EINTR)
 			log_warn("accept error=\"%s\"", strerror(errno));
-		return;
+		return true;
 	}
 	mlen = sizeof(mark);
 	if (getsockname(fd, &dst.sa, &dlen) < 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &mlen) < 0) {
 		log_warn("accept getsockname error=\"%s\"", strerror(errno));
 		close(fd);
-		return;
+		return true;
 	}
 	/*
 	 * Only connections the classifier marked for interception are
@@ -68,7 +70,7 @@ accept_one(int lfd)
 		log_warn("accept refused reason=not-intercepted client=%s dst=%s mark=0x%x",
 		    addr_fmt(&client, cbuf, sizeof(cbuf)), addr_fmt(&dst, dbuf, sizeof(dbuf)), mark);
 		close(fd);
-		return;
+		return true;
 	}
 	/* Caps count every worker's sessions (quota.h), not just ours. */
 	unsigned bucket = quota_bucket(&client);
@@ -80,9 +82,10 @@ accept_one(int lfd)
 		refuse_now(fd, strcmp(cap, "max-sessions") == 0
 		    ? "421 4.7.0 Too many connections, try again later\r\n"
 		    : "421 4.7.0 Too many connections from your address, try again later\r\n");
-		return;
+		return true;
 	}
 	(void)session_start(fd, &client, &dst, &mf, wconf);
+	return true;
 }
 
 static void
@@ -90,7 +93,8 @@ listener_cb(struct ev_fd *e, uint32_t revents)
 {
 	/* A few per wakeup: fair to the sessions already running. */
 	for (int i = 0; i < 16 && !draining; i++)
-		accept_one(e->fd);
+		if (!accept_one(e->fd))
+			break;
 }
 
 static void
