@@ -69,6 +69,7 @@ struct session {
 	bool implicit_tls;  /* port 465: TLS from the first byte on both legs */
 	bool hello_seen;    /* the client's ClientHello arrived (implicit TLS) */
 	char sni[256];      /* the client's SNI, mirrored upstream */
+	int client_tls_max; /* highest TLS version the client offered (implicit TLS) */
 };
 
 /*

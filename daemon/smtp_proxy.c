@@ -456,6 +456,13 @@ upstream_tls_begin(struct session *s, const char *sni)
 		SSL_set_tlsext_host_name(ssl, sni);
 	if (s->conf->profiles[session_profile(s)].ocsp)
 		SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp);
+	/*
+	 * Implicit TLS: the client's hello is known before the upstream's, so
+	 * the destination leg is never offered less than the client will get
+	 * (the most it offers, which is what we negotiate with it).
+	 */
+	if (s->implicit_tls && s->client_tls_max > SSL_get_min_proto_version(ssl))
+		SSL_set_min_proto_version(ssl, s->client_tls_max);
 	/* Resume this destination's last session where the server allows it. */
 	char key[300];
 	resume_key(s, key, sizeof(key));
@@ -485,6 +492,12 @@ client_ssl(struct session *s, bool trusted)
 
 	if (ssl == NULL)
 		return NULL;
+	/*
+	 * Never more TLS to the client than the destination leg has: the
+	 * client would believe in a protection its mail does not get.
+	 */
+	if (s->px.up_tls)
+		SSL_set_max_proto_version(ssl, SSL_version(s->server.io.ssl));
 	if (!s->mf.inbound && peer) {
 		X509 *leaf = certcache_get(peer, trusted);
 		if (leaf == NULL || SSL_use_certificate(ssl, leaf) != 1 ||
@@ -594,6 +607,27 @@ upstream_tls_ready(struct session *s)
 	client_tls_begin(s, trusted);
 }
 
+/* The highest version a ClientHello offers (supported_versions, else legacy_version). */
+static int
+client_max_version(SSL *ssl)
+{
+	const unsigned char *p;
+	size_t len;
+	int best = 0;
+
+	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len) == 1 &&
+	    len >= 1 && (size_t)p[0] + 1 == len && (p[0] % 2) == 0) {
+		for (size_t i = 1; i + 1 < len; i += 2) {
+			int v = p[i] << 8 | p[i + 1];
+			/* GREASE values (0x?a?a) and unknown ones are not versions we speak */
+			if (v >= TLS1_VERSION && v <= TLS1_3_VERSION && v > best)
+				best = v;
+		}
+		return best;
+	}
+	return (int)SSL_client_hello_get0_legacy_version(ssl);
+}
+
 /*
  * ClientHello callback (every client leg): note the SNI, refuse ALPN that
  * names only non-mail protocols, and on implicit TLS pause the handshake
@@ -625,6 +659,7 @@ hello_cb(SSL *ssl, int *al, void *arg)
 			return SSL_CLIENT_HELLO_ERROR;
 		}
 	}
+	s->client_tls_max = client_max_version(ssl);
 	s->hello_seen = true;
 	return s->implicit_tls ? SSL_CLIENT_HELLO_RETRY : SSL_CLIENT_HELLO_SUCCESS;
 }
