@@ -154,6 +154,11 @@ flush_replies(struct session *s)
 		}
 		if (p->flags & PF_GROUP_END)
 			px->group_wait = false;
+		/* Answered before its chunk was all in (an early refusal): no carrier left. */
+		if (px->chunk_pend == p)
+			px->chunk_pend = NULL;
+		/* An entry still owed an upstream reply is never sent (nor freed). */
+		FATAL_IF(p == px->await);
 		px->head = p->next;
 		if (px->head == NULL)
 			px->tail = NULL;
@@ -1158,6 +1163,25 @@ dispatch(struct session *s, char *line, size_t len)
 		refuse(s, &cmd, "500 5.5.2 Error: command not recognized");
 		return;
 	}
+	/*
+	 * A BDAT transaction converted to DATA has the destination reading
+	 * message lines: a command forwarded now would become content the
+	 * inspector never saw.  Until BDAT LAST only chunks go on; RSET and
+	 * QUIT end the message the one way DATA allows, without a dot.
+	 */
+	if (px->bdat_started && px->bdat_convert && !px->bdat_failed && !px->up_dead &&
+	    cmd.verb != SMTP_BDAT) {
+		if (cmd.verb == SMTP_RSET || cmd.verb == SMTP_QUIT) {
+			upstream_abort(s, "message abandoned between BDAT chunks");
+			txn_reset(s);
+			reply_local(s, cmd.verb, 0, cmd.verb == SMTP_QUIT ? "221 2.0.0 Bye" :
+			    "250 2.0.0 Ok");
+			px->phase = cmd.verb == SMTP_QUIT ? CP_CLOSING : CP_NOUP;
+			return;
+		}
+		refuse(s, &cmd, "503 5.5.1 Error: only BDAT, RSET or QUIT may follow BDAT");
+		return;
+	}
 	const struct conf_action *act = session_action(s);
 	if (act && act->sender_enc == ENC_REQUIRED && !px->client_tls && cmd.verb != SMTP_EHLO &&
 	    cmd.verb != SMTP_NOOP && cmd.verb != SMTP_STARTTLS && cmd.verb != SMTP_QUIT) {
@@ -1444,6 +1468,9 @@ conv_drain(struct session *s, bool final)
 		size_t consumed, len;
 		enum data_status st;
 
+		/* An empty last chunk: nothing to frame (conv may not even be allocated). */
+		if (buf_len(&px->conv) == 0)
+			return true;
 		if (!upstream_has_room(s))
 			return false;
 		if (final && buf_len(&px->conv) > 0 && !memchr(buf_head(&px->conv), '\n',
@@ -1497,6 +1524,9 @@ chunk_done(struct session *s)
 			pend_set_line(p, data_refusal_reply(&px->framer));
 		log_message(s, "refused", data_refusal_reply(&px->framer));
 		px->bdat_failed = true;
+		/* Converted, the destination is in DATA mode: it can only be left without a dot. */
+		if (px->bdat_convert)
+			upstream_abort(s, "message refused");
 	} else if (px->chunk_last) {
 		FATAL_IF(px->bdat_convert && buf_len(&px->conv) > 0);
 		message_end(s, p, px->bdat_convert ? "." : "BDAT 0 LAST");
@@ -1520,6 +1550,14 @@ bdat_input(struct session *s)
 		size_t n = buf_len(in);
 
 		if (px->chunk_left == 0) {
+			/*
+			 * A converted chunk is answered only after the upstream's 354
+			 * (or its refusal): until then its entry awaits the upstream,
+			 * and nothing may follow the DATA we sent -- above all no dot.
+			 */
+			if (px->bdat_convert && !px->bdat_failed && px->chunk_pend &&
+			    px->chunk_pend->upstream)
+				return;
 			/* The last converted chunk: its lines must all be upstream before the dot. */
 			if (px->bdat_convert && !px->bdat_failed && px->chunk_pend &&
 			    !data_refused(&px->framer) && px->chunk_last && !conv_drain(s, true)) {
@@ -1918,6 +1956,8 @@ on_reply(struct session *s, int code)
 		struct pend *q = p->next;
 		while (q) {
 			struct pend *n = q->next;
+			if (px->chunk_pend == q)
+				px->chunk_pend = NULL;
 			pend_free(q);
 			px->npend--;
 			q = n;
@@ -2054,6 +2094,8 @@ upstream_lost(struct session *s, const char *why)
 	}
 	while (p) {
 		struct pend *n = p->next;
+		if (px->chunk_pend == p)
+			px->chunk_pend = NULL;
 		pend_free(p);
 		px->npend--;
 		p = n;
