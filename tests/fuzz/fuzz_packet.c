@@ -28,7 +28,8 @@ static const char conf_text[] =
     "[policy smtps]\nfrom = trusted\nto = external\ntls-support = required\naction = smtps\n"
     "[policy in]\nfrom = external\nto = trusted dmz\n"
     "dst = 198.51.100.0/24 2001:db8:2::/48\naction = in\n"
-    "[policy any]\nfrom = trusted\nto = any\ndst = 203.0.113.0/24 ::/0\naction = any\n";
+    "[policy any]\nfrom = trusted\nto = any\ndst = 203.0.113.0/24 ::/0\naction = any\n"
+    "[action off]\n[action out]\n[action smtps]\n[action in]\n[action any]\n";
 
 static const char *const ifaces[] = {"lan0", "lan1", "wan0", "dmz0", "eth9", ""};
 #define N_IFACES (sizeof(ifaces) / sizeof(ifaces[0]))
