@@ -41,22 +41,6 @@ static const struct config *sconf;
 static EVP_PKEY *sleaf;
 static int my_channel = -1;         /* worker: its private channel */
 
-static int
-add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
-{
-	X509V3_CTX ctx;
-	X509_EXTENSION *ex;
-
-	X509V3_set_ctx_nodb(&ctx);
-	X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
-	ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-	if (ex == NULL)
-		return -1;
-	X509_add_ext(cert, ex, -1);
-	X509_EXTENSION_free(ex);
-	return 0;
-}
-
 X509 *
 signer_make_leaf(X509 *up, X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key)
 {
@@ -89,12 +73,12 @@ signer_make_leaf(X509 *up, X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *leaf_key)
 		if (ok != 1)
 			goto fail;
 	}
-	if (add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-	    add_ext(x, ca, NID_key_usage,
+	if (tls_add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    tls_add_ext(x, ca, NID_key_usage,
 	        rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature") < 0 ||
-	    add_ext(x, ca, NID_ext_key_usage, "serverAuth") < 0 ||
-	    add_ext(x, ca, NID_subject_key_identifier, "hash") < 0 ||
-	    add_ext(x, ca, NID_authority_key_identifier, "keyid:always") < 0)
+	    tls_add_ext(x, ca, NID_ext_key_usage, "serverAuth") < 0 ||
+	    tls_add_ext(x, ca, NID_subject_key_identifier, "hash") < 0 ||
+	    tls_add_ext(x, ca, NID_authority_key_identifier, "keyid:always") < 0)
 		goto fail;
 	if (X509_sign(x, ca_key, EVP_sha256()) == 0)
 		goto fail;

@@ -199,8 +199,8 @@ make_ec_key(void)
 	return EVP_EC_gen("P-256");
 }
 
-static int
-add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+int
+tls_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 {
 	X509V3_CTX ctx;
 	X509_EXTENSION *ex;
@@ -231,29 +231,43 @@ random_serial(X509 *cert)
 	return ok ? 0 : -1;
 }
 
+/* A version 3 certificate for key, self-issued, random serial, valid from an hour ago. */
+static X509 *
+new_cert(EVP_PKEY *key, const char *org, const char *cn, long days)
+{
+	X509 *cert = X509_new();
+	X509_NAME *name;
+
+	if (cert == NULL)
+		return NULL;
+	X509_set_version(cert, 2);
+	if (random_serial(cert) < 0) {
+		X509_free(cert);
+		return NULL;
+	}
+	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(cert), days * 24 * 3600);
+	X509_set_pubkey(cert, key);
+	name = X509_get_subject_name(cert);
+	if (org)
+		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)org, -1,
+		    -1, 0);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_issuer_name(cert, name);
+	return cert;
+}
+
 int
 tls_make_ca(const char *cn, X509 **certp, EVP_PKEY **keyp)
 {
 	EVP_PKEY *key = make_ec_key();
-	X509 *cert = X509_new();
-	X509_NAME *name;
+	X509 *cert = key ? new_cert(key, "smtpgw", cn, 10L * 365) : NULL;
 
-	if (key == NULL || cert == NULL)
+	if (cert == NULL)
 		goto fail;
-	X509_set_version(cert, 2);
-	if (random_serial(cert) < 0)
-		goto fail;
-	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 10L * 365 * 24 * 3600);
-	X509_set_pubkey(cert, key);
-	name = X509_get_subject_name(cert);
-	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"smtpgw", -1,
-	    -1, 0);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
-	X509_set_issuer_name(cert, name);
-	if (add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
-	    add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
-	    add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
+	if (tls_add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
+	    tls_add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+	    tls_add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
 		goto fail;
 	if (X509_sign(cert, key, EVP_sha256()) == 0)
 		goto fail;
@@ -272,29 +286,20 @@ make_server_cert(X509 **certp, EVP_PKEY **keyp)
 {
 	char host[256], san[300];
 	EVP_PKEY *key = make_ec_key();
-	X509 *cert = X509_new();
-	X509_NAME *name;
+	X509 *cert;
 
 	if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
 		snprintf(host, sizeof(host), "smtpgw.invalid");
 	host[sizeof(host) - 1] = '\0';
-	if (key == NULL || cert == NULL)
+	cert = key ? new_cert(key, NULL, host, 2L * 365) : NULL;
+	if (cert == NULL)
 		goto fail;
-	X509_set_version(cert, 2);
-	if (random_serial(cert) < 0)
-		goto fail;
-	X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(cert), 2L * 365 * 24 * 3600);
-	X509_set_pubkey(cert, key);
-	name = X509_get_subject_name(cert);
-	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)host, -1, -1, 0);
-	X509_set_issuer_name(cert, name);
 	snprintf(san, sizeof(san), "DNS:%s", host);
-	if (add_ext(cert, cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-	    add_ext(cert, cert, NID_key_usage, "critical,digitalSignature") < 0 ||
-	    add_ext(cert, cert, NID_ext_key_usage, "serverAuth") < 0 ||
-	    add_ext(cert, cert, NID_subject_alt_name, san) < 0 ||
-	    add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
+	if (tls_add_ext(cert, cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    tls_add_ext(cert, cert, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    tls_add_ext(cert, cert, NID_ext_key_usage, "serverAuth") < 0 ||
+	    tls_add_ext(cert, cert, NID_subject_alt_name, san) < 0 ||
+	    tls_add_ext(cert, cert, NID_subject_key_identifier, "hash") < 0)
 		goto fail;
 	if (X509_sign(cert, key, EVP_sha256()) == 0)
 		goto fail;

@@ -89,6 +89,9 @@ void tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname,
 /* "subject=... issuer=..." of the peer certificate, printable, for logs. */
 void tls_describe_peer(SSL *ssl, char *out, size_t len);
 
+/* Add an X509v3 extension from OpenSSL's config syntax (our own constant values only). */
+int tls_add_ext(X509 *cert, X509 *issuer, int nid, const char *value);
+
 /* Generate a fresh self-signed or CA certificate (used for first start and tests). */
 int tls_make_ca(const char *cn, X509 **cert, EVP_PKEY **key);
 
