@@ -10,7 +10,8 @@
  * follow (PDEATHSIG), the listeners close and the ruleset fails closed.
  * With -s the master keeps a status file (status.h) for smtpgwctl: it is
  * rewritten at start, after each reload attempt, when a child dies and on
- * SIGUSR2.
+ * SIGUSR2, which is also passed on to the workers (they log their
+ * counters).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,7 +90,7 @@ usage(FILE *f)
 	    "\n"
 	    "Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (sessions in\n"
 	    "progress finish under the configuration they started with); SIGUSR2\n"
-	    "rewrites the status file.\n"
+	    "rewrites the status file and makes every worker log its counters.\n"
 	    "Must start as root (or with CAP_NET_ADMIN); children run as the configured\n"
 	    "user with only CAP_NET_ADMIN (classifier) or CAP_NET_RAW (workers, when\n"
 	    "spoof-source is on).\n");
@@ -427,6 +428,10 @@ supervise(const char *path)
 		}
 		if (sig == SIGUSR2) {
 			status_refresh();
+			/* Workers only: the classifier and the signer do not handle it. */
+			for (int i = 0; i < MAX_CHILDREN; i++)
+				if (children[i].pid > 0 && children[i].role == ROLE_WORKER)
+					kill(children[i].pid, SIGUSR2);
 			continue;
 		}
 		if (sig != SIGCHLD)

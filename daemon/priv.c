@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -16,7 +17,10 @@ priv_drop(const char *user, const cap_value_t *keep, int nkeep, char *err, size_
 {
 	struct passwd *pw;
 	cap_t caps;
+	pid_t parent = getppid();
+	int pdeath = 0;
 
+	(void)prctl(PR_GET_PDEATHSIG, &pdeath);
 	if (geteuid() == 0) {
 		pw = getpwnam(user);
 		if (pw == NULL) {
@@ -29,6 +33,17 @@ priv_drop(const char *user, const cap_value_t *keep, int nkeep, char *err, size_
 		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
 			snprintf(err, errlen, "switch to user %s: %s", user, strerror(errno));
 			return -1;
+		}
+		/*
+		 * The kernel clears the parent-death signal when the
+		 * credentials change: arm it again, or a child would outlive a
+		 * killed master and keep the queue and the listeners.  A parent
+		 * that died in between never sends it: act as if it had.
+		 */
+		if (pdeath != 0) {
+			(void)prctl(PR_SET_PDEATHSIG, pdeath);
+			if (getppid() != parent)
+				(void)raise(pdeath);
 		}
 	}
 	caps = cap_init();

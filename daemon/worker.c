@@ -117,6 +117,16 @@ idle_hook(void)
 		ev_break();
 }
 
+/* The forged-certificate cache's counters since this worker started. */
+static void
+log_certcache(const char *reason)
+{
+	unsigned long hits, misses;
+
+	certcache_stats(&hits, &misses);
+	log_info("certcache hits=%lu misses=%lu reason=%s", hits, misses, reason);
+}
+
 static void
 signal_cb(struct ev_fd *e, uint32_t revents)
 {
@@ -127,6 +137,7 @@ signal_cb(struct ev_fd *e, uint32_t revents)
 		case SIGTERM:
 		case SIGINT:
 			log_info("worker stop sessions=%u", session_count());
+			log_certcache("stop");
 			stop_accepting();
 			session_close_all("shutdown");
 			ev_break();
@@ -136,6 +147,9 @@ signal_cb(struct ev_fd *e, uint32_t revents)
 				log_info("worker drain sessions=%u", session_count());
 			draining = true;
 			stop_accepting();
+			break;
+		case SIGUSR2: /* passed on by the master */
+			log_certcache("signal");
 			break;
 		default:
 			break;
@@ -159,6 +173,7 @@ worker_main(const struct config *c, const int *lfds, int nlfds)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
