@@ -8,7 +8,11 @@
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
 libnetfilter-queue-dev libcmocka-dev libcap-dev nftables iptables iproute2
 swaks openssl postfix python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
-busybox-static testssl.sh"
+busybox-static testssl.sh
+make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
+qemu-system-x86 ovmf openssh-client"
+# (the last two lines: the appliance image -- initramfs/, image/ -- and the
+# QEMU testbed, tests/testbed/qemu-gw)
 
 # Print the packages from SMTPGW_DEPS that are not installed, one a line.
 smtpgw_missing_deps() {
