@@ -188,7 +188,7 @@ def test_writes_leave_no_temporary_files(box):
     box.ok("policy", "set", "SMTP-Proxy-Out", "tls-support", "required")
     box.ok("apply")
     box.fails("policy", "add", "P", "--from", "trusted", "--to", "external",
-              "--action", "SMTP-Outgoing.Standard", "--src", "1.2.3.4/8")
+              "--action", "SMTP-Outgoing.Standard", "--src", "192.0.2.4/24")
     left = sorted(p.name for p in box.etc.iterdir())
     assert left == ["board", "smtpgw.conf", "smtpgw.conf.prev"], left
     assert sorted(os.listdir(box.root / "tmp")) == []

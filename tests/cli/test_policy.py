@@ -52,12 +52,12 @@ def test_add_with_everything(box):
     box.ok("zone", "set-interface", "eth2", "dmz")
     r = box.ok("policy", "add", "Dmz-Out", "--from", "dmz,trusted", "--to", "external",
                "--action", "SMTP-Outgoing.Standard", "--tls-support", "disabled",
-               "--src", "10.0.0.0/8,2001:db8::/32", "--dst", "198.51.100.0/24",
+               "--src", "203.0.113.0/24,2001:db8::/32", "--dst", "198.51.100.0/24",
                "--disabled", "--position", "1")
     assert "policy Dmz-Out added at position 1" in r.out
     first = table(box.ok("policy", "list").out)[0]
     assert first == {"#": "1", "POLICY": "Dmz-Out", "ENABLED": "no", "FROM": "dmz,trusted",
-                     "TO": "external", "SRC": "10.0.0.0/8,2001:db8::/32",
+                     "TO": "external", "SRC": "203.0.113.0/24,2001:db8::/32",
                      "DST": "198.51.100.0/24", "TYPE": "proxy",
                      "ACTION": "SMTP-Outgoing.Standard", "TLS-SUPPORT": "disabled",
                      "PORTS": "25"}
@@ -96,9 +96,9 @@ def test_add_errors(box):
 
 def test_bad_prefix_is_refused_by_the_daemon_check_with_location(box):
     r = box.fails("policy", "add", "P", "--from", "trusted", "--to", "external",
-                  "--action", "SMTP-Outgoing.Standard", "--src", "10.0.0.1/8")
+                  "--action", "SMTP-Outgoing.Standard", "--src", "203.0.113.1/24")
     assert "smtpgw.conf.staged:" in r.err
-    assert '"10.0.0.1/8" is not an address or prefix (host bits must be zero)' in r.err
+    assert '"203.0.113.1/24" is not an address or prefix (host bits must be zero)' in r.err
     assert "refused" in r.err and "nothing was changed" in r.err
     assert not box.staged.exists()
 
