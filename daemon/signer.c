@@ -92,28 +92,6 @@ fail:
 
 /* ------------------------------------------------------------ the signer */
 
-static X509 *
-read_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return x;
-}
-
-static EVP_PKEY *
-read_key(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-
-	if (f)
-		fclose(f);
-	return k;
-}
-
 static int
 recv_fd(int sock)
 {
@@ -189,13 +167,13 @@ signer_main(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	close(reg_fds[1]);
 	tls_path(sconf, "proxy-authority.crt", path, sizeof(path));
-	ca[0] = read_cert(path);
+	ca[0] = tls_load_cert(path);
 	tls_path(sconf, "proxy-authority.key", path, sizeof(path));
-	key[0] = read_key(path);
+	key[0] = tls_load_key(path);
 	tls_path(sconf, "untrusted-authority.crt", path, sizeof(path));
-	ca[1] = read_cert(path);
+	ca[1] = tls_load_cert(path);
 	tls_path(sconf, "untrusted-authority.key", path, sizeof(path));
-	key[1] = read_key(path);
+	key[1] = tls_load_key(path);
 	if (!ca[0] || !key[0] || !ca[1] || !key[1] || X509_check_private_key(ca[0], key[0]) != 1 ||
 	    X509_check_private_key(ca[1], key[1]) != 1) {
 		log_err("signer cannot load the CA certificates and keys from %s", sconf->tls_dir);

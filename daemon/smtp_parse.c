@@ -547,3 +547,19 @@ smtp_reply_line(const char *line, size_t len, int *code, bool *more, const char 
 	*textlen = len - 4;
 	return 0;
 }
+
+int
+smtp_params_render(const struct smtp_cmd *cmd, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < cmd->nparams; i++) {
+		int n = snprintf(buf + o, len - o, cmd->params[i].value ? " %s=%s" : " %s",
+		    cmd->params[i].key, cmd->params[i].value ? cmd->params[i].value : "");
+		if (n < 0 || (size_t)n >= len - o)
+			return -1;
+		o += (size_t)n;
+	}
+	return 0;
+}

@@ -95,6 +95,12 @@ int smtp_cmd_parse(char *line, size_t len, struct smtp_cmd *cmd, const char **re
 int smtp_path_parse(char *s, struct smtp_cmd *cmd, bool allow_null, bool allow_postmaster,
     const char **reply);
 
+/*
+ * The canonical form of cmd's ESMTP parameters as re-emitted upstream:
+ * " KEY=VALUE" or " KEY" each.  Returns -1 if they do not fit in len.
+ */
+int smtp_params_render(const struct smtp_cmd *cmd, char *buf, size_t len);
+
 /* True if s is a well-formed, minimal UTF-8 sequence of len bytes. */
 bool smtp_utf8_valid(const unsigned char *s, size_t len);
 /* RFC 3461 xtext */

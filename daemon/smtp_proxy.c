@@ -804,23 +804,6 @@ shown(const struct session *s, unsigned cap)
 	return s->px.esmtp && (s->px.shown.flags & cap) != 0;
 }
 
-/* Append " KEY=VALUE" for each parameter to buf. */
-static int
-render_params(const struct smtp_cmd *cmd, char *buf, size_t len)
-{
-	size_t o = 0;
-
-	buf[0] = '\0';
-	for (int i = 0; i < cmd->nparams; i++) {
-		int n = snprintf(buf + o, len - o, cmd->params[i].value ? " %s=%s" : " %s",
-		    cmd->params[i].key, cmd->params[i].value ? cmd->params[i].value : "");
-		if (n < 0 || (size_t)n >= len - o)
-			return -1;
-		o += (size_t)n;
-	}
-	return 0;
-}
-
 static bool
 all_digits(const char *v, size_t max)
 {
@@ -915,7 +898,7 @@ cmd_mail(struct session *s, struct smtp_cmd *cmd)
 		refuse(s, cmd, "451 4.7.0 Error: the destination leg is not encrypted");
 		return;
 	}
-	if (render_params(cmd, params, sizeof(params)) < 0) {
+	if (smtp_params_render(cmd, params, sizeof(params)) < 0) {
 		refuse(s, cmd, "501 5.5.4 Too many parameters");
 		return;
 	}
@@ -977,7 +960,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *cmd)
 		refuse(s, cmd, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
 		return;
 	}
-	if (render_params(cmd, params, sizeof(params)) < 0) {
+	if (smtp_params_render(cmd, params, sizeof(params)) < 0) {
 		refuse(s, cmd, "501 5.5.4 Too many parameters");
 		return;
 	}

@@ -387,8 +387,8 @@ tls_prepare_files(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
-static X509 *
-load_cert(const char *path)
+X509 *
+tls_load_cert(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	X509 *x;
@@ -400,8 +400,8 @@ load_cert(const char *path)
 	return x;
 }
 
-static EVP_PKEY *
-load_key(const char *path)
+EVP_PKEY *
+tls_load_key(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	EVP_PKEY *k;
@@ -482,13 +482,13 @@ load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, ch
 	memset(m, 0, sizeof(*m));
 	err[0] = '\0';
 	tls_path(c, "proxy-server.crt", path, sizeof(path));
-	m->server_cert = load_cert(path);
+	m->server_cert = tls_load_cert(path);
 	tls_path(c, "proxy-server.key", path, sizeof(path));
-	m->server_key = load_key(path);
+	m->server_key = tls_load_key(path);
 	tls_path(c, "proxy-authority.crt", path, sizeof(path));
-	m->pa_cert = load_cert(path);
+	m->pa_cert = tls_load_cert(path);
 	tls_path(c, "untrusted-authority.crt", path, sizeof(path));
-	m->ua_cert = load_cert(path);
+	m->ua_cert = tls_load_cert(path);
 	if (!m->server_cert || !m->server_key || !m->pa_cert || !m->ua_cert) {
 		snprintf(err, errlen, "%s: cannot load the Proxy Server certificate/key or the CA "
 		    "certificates", c->tls_dir);

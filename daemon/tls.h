@@ -46,6 +46,10 @@ extern struct tls_material *tls_global;
 int tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t outlen);
 int tls_parse_alpn(const unsigned char *p, size_t len, bool *smtp, bool *any);
 
+/* PEM files: NULL if missing or unreadable. */
+X509 *tls_load_cert(const char *path);
+EVP_PKEY *tls_load_key(const char *path);
+
 /* Paths of the files in tls-dir. */
 void tls_path(const struct config *c, const char *name, char *out, size_t len);
 

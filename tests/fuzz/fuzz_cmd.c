@@ -61,23 +61,6 @@ check_reply(const char *reply)
 	CHECK(strpbrk(reply, "\r\n") == NULL && strlen(reply) < 512);
 }
 
-/* smtp_proxy.c's rendering of the parameters: " KEY=VALUE" / " KEY". */
-static int
-render_params(const struct smtp_cmd *cmd, char *buf, size_t len)
-{
-	size_t o = 0;
-
-	buf[0] = '\0';
-	for (int i = 0; i < cmd->nparams; i++) {
-		int n = snprintf(buf + o, len - o, cmd->params[i].value ? " %s=%s" : " %s",
-		    cmd->params[i].key, cmd->params[i].value ? cmd->params[i].value : "");
-		if (n < 0 || (size_t)n >= len - o)
-			return -1;
-		o += (size_t)n;
-	}
-	return 0;
-}
-
 /* What the engine sends upstream for cmd, or "" for verbs it does not forward as is. */
 static int
 canonical(const struct smtp_cmd *cmd, char *out, size_t outsz)
@@ -89,10 +72,10 @@ canonical(const struct smtp_cmd *cmd, char *out, size_t outsz)
 	case SMTP_EHLO:
 		return snprintf(out, outsz, "%s %s", cmd->word, cmd->arg);
 	case SMTP_MAIL:
-		CHECK(render_params(cmd, params, sizeof(params)) == 0);
+		CHECK(smtp_params_render(cmd, params, sizeof(params)) == 0);
 		return snprintf(out, outsz, "MAIL FROM:<%s>%s", cmd->path, params);
 	case SMTP_RCPT:
-		CHECK(render_params(cmd, params, sizeof(params)) == 0);
+		CHECK(smtp_params_render(cmd, params, sizeof(params)) == 0);
 		return snprintf(out, outsz, "RCPT TO:<%s>%s", cmd->path, params);
 	case SMTP_BDAT:
 		return snprintf(out, outsz, "BDAT %llu%s", (unsigned long long)cmd->chunk_size,
