@@ -2,6 +2,7 @@
  * io - buffered non-blocking socket I/O over the ev loop, plain or TLS.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,39 @@
 
 #include "io.h"
 #include "log.h"
+#include "util.h"
+
+#define IO_F_CONNECTING 0x01u
+#define IO_F_PAUSED 0x02u   /* owner asked not to read */
+#define IO_F_EOF 0x04u      /* peer finished sending */
+#define IO_F_SHUTDOWN 0x08u /* shut the write side down once out is flushed */
+#define IO_F_DEAD 0x10u     /* closed; deliver nothing more */
+#define IO_F_FAILED 0x20u   /* a write failed; reported from the event handler */
+#define IO_F_WRDONE 0x40u   /* write side shut down */
+#define IO_F_TLS 0x80u      /* TLS established: all I/O through io->ssl */
+#define IO_F_HANDSHAKE 0x100u
+#define IO_F_HS_PAUSED 0x200u  /* handshake waits for io_tls_resume() */
+#define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
+#define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
+
+struct io {
+	struct ev_fd ev;
+	struct ev_timer timer;
+	int fd;
+	unsigned flags;
+	struct buf in, out;
+	size_t lowat;
+	unsigned timeout_ms;
+	const char *error;
+	char errbuf[160];
+	struct ssl_st *ssl;
+	uint32_t rd_want, wr_want; /* the epoll events TLS reads / writes wait for */
+	uint64_t rbytes;           /* payload octets read (after TLS) */
+	struct io *pending_next;   /* on the list of ios with decrypted bytes waiting */
+	bool on_pending;
+	void (*cb)(struct io *io, enum io_event ev, void *arg);
+	void *arg;
+};
 
 /* Largest single read: bounded so one busy peer cannot starve the loop. */
 #define IO_READ_CHUNK 65536
@@ -82,11 +116,12 @@ io_touch(struct io *io)
 		ev_timer_arm(&io->timer, io->timeout_ms, io_timeout_cb);
 }
 
-void
-io_init(struct io *io, int fd, size_t inmax, size_t outmax,
-    void (*cb)(struct io *, enum io_event, void *), void *arg)
+struct io *
+io_new(int fd, size_t inmax, size_t outmax, void (*cb)(struct io *, enum io_event, void *),
+    void *arg)
 {
-	memset(io, 0, sizeof(*io));
+	struct io *io = xcalloc(1, sizeof(*io));
+
 	io->fd = fd;
 	buf_init(&io->in, inmax);
 	buf_init(&io->out, outmax);
@@ -97,6 +132,7 @@ io_init(struct io *io, int fd, size_t inmax, size_t outmax,
 	/* Registered with no interest; io_update() picks what is needed. */
 	ev_fd_add(&io->ev, fd, 0, io_handler);
 	io_update(io);
+	return io;
 }
 
 int
@@ -515,3 +551,34 @@ io_run_pending(void)
 			io_read(io);
 	}
 }
+
+void
+io_free(struct io *io)
+{
+	if (io == NULL)
+		return;
+	FATAL_IF(!(io->flags & IO_F_DEAD));
+	/* Still queued for a deferred TLS read: unlink it first. */
+	if (io->on_pending) {
+		struct io **pp = &pending_head;
+
+		while (*pp && *pp != io)
+			pp = &(*pp)->pending_next;
+		if (*pp)
+			*pp = io->pending_next;
+	}
+	free(io);
+}
+
+bool io_is_tls(const struct io *io) { return (io->flags & IO_F_TLS) != 0; }
+bool io_closed(const struct io *io) { return (io->flags & IO_F_DEAD) != 0; }
+struct buf *io_in(struct io *io) { return &io->in; }
+struct buf *io_out(struct io *io) { return &io->out; }
+struct ssl_st *io_ssl(const struct io *io) { return io->ssl; }
+int io_fd(const struct io *io) { return io->fd; }
+const char *io_error(const struct io *io) { return io->error; }
+uint64_t io_rbytes(const struct io *io) { return io->rbytes; }
+bool io_eof(const struct io *io) { return (io->flags & IO_F_EOF) != 0; }
+bool io_in_handshake(const struct io *io) { return (io->flags & IO_F_HANDSHAKE) != 0; }
+bool io_hs_paused(const struct io *io) { return (io->flags & IO_F_HS_PAUSED) != 0; }
+void io_set_lowat(struct io *io, size_t lowat) { io->lowat = lowat; }

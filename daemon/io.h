@@ -1,7 +1,7 @@
 /*
  * io - buffered, event-driven I/O on one socket: the one abstraction the
- * session code talks to.  The TLS layer (a later change) plugs in below
- * this API, so the SMTP code is the same over plain and TLS legs.
+ * session code talks to.  TLS (OpenSSL) runs inside it, so the SMTP code
+ * is the same over plain and TLS legs.
  *
  * Event vocabulary delivered to the owner's callback:
  *   IO_CONNECTED  an io_connect() completed
@@ -22,8 +22,13 @@
  *
  * Lifetime: the owner calls io_close() (possibly from inside its callback);
  * after that no event is delivered, but the struct stays valid until the
- * owner frees it after the event batch (ev idle hook), which is what makes
- * closing from inside a callback safe.
+ * owner frees it (io_free) after the event batch (ev idle hook), which is
+ * what makes closing from inside a callback safe.
+ *
+ * Buffers: in holds at most inmax octets (reading stops when it is full,
+ * so a peer cannot make us hold more); out holds at most outmax octets
+ * (io_write() fails beyond that: the owner treats it as a peer that does
+ * not read).
  */
 #ifndef SMTPGW_IO_H
 #define SMTPGW_IO_H
@@ -48,40 +53,18 @@ enum io_event {
 	IO_TLS_HELLO,
 };
 
-#define IO_F_CONNECTING 0x01u
-#define IO_F_PAUSED 0x02u   /* owner asked not to read */
-#define IO_F_EOF 0x04u      /* peer finished sending */
-#define IO_F_SHUTDOWN 0x08u /* shut the write side down once out is flushed */
-#define IO_F_DEAD 0x10u     /* closed; deliver nothing more */
-#define IO_F_FAILED 0x20u   /* a write failed; reported from the event handler */
-#define IO_F_WRDONE 0x40u   /* write side shut down */
-#define IO_F_TLS 0x80u      /* TLS established: all I/O through io->ssl */
-#define IO_F_HANDSHAKE 0x100u
-#define IO_F_HS_PAUSED 0x200u  /* handshake waits for io_tls_resume() */
-#define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
-#define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
+/* Opaque outside io.c: owners use the functions below. */
+struct io;
+struct ssl_st;
 
-struct io {
-	struct ev_fd ev;
-	struct ev_timer timer;
-	int fd;
-	unsigned flags;
-	struct buf in, out;
-	size_t lowat;
-	unsigned timeout_ms;
-	const char *error;
-	char errbuf[160];
-	struct ssl_st *ssl;
-	uint32_t rd_want, wr_want; /* the epoll events TLS reads / writes wait for */
-	uint64_t rbytes;           /* payload octets read (after TLS) */
-	struct io *pending_next;   /* on the list of ios with decrypted bytes waiting */
-	bool on_pending;
-	void (*cb)(struct io *io, enum io_event ev, void *arg);
-	void *arg;
-};
-
-void io_init(struct io *io, int fd, size_t inmax, size_t outmax,
+/*
+ * A new io on the non-blocking socket fd (owned from now on; closed by
+ * io_close()), with in/out buffers bounded by inmax/outmax.
+ */
+struct io *io_new(int fd, size_t inmax, size_t outmax,
     void (*cb)(struct io *, enum io_event, void *), void *arg);
+/* Free an io after io_close(), outside its callbacks (the owner's deferred free). */
+void io_free(struct io *io);
 /* fd is a non-blocking socket; start connecting it to dst. */
 int io_connect(struct io *io, const union sockaddr_any *dst);
 /* Queue bytes for sending; -1 if the output buffer would exceed its max. */
@@ -102,9 +85,25 @@ void io_close(struct io *io);
 /* Take over ssl (SSL_set_fd is done here); the handshake starts after out drains. */
 void io_start_tls(struct io *io, struct ssl_st *ssl);
 void io_tls_resume(struct io *io);
-static inline bool io_is_tls(const struct io *io) { return (io->flags & IO_F_TLS) != 0; }
+bool io_is_tls(const struct io *io);
 /* Deliver reads for TLS ios whose decrypted bytes waited for room (ev idle hook). */
 void io_run_pending(void);
-static inline bool io_closed(const struct io *io) { return (io->flags & IO_F_DEAD) != 0; }
+bool io_closed(const struct io *io);
+
+/*
+ * Accessors.  The owner works on the buffers directly: it consumes from
+ * io_in() and appends to io_out(), then calls io_kick().
+ */
+struct buf *io_in(struct io *io);
+struct buf *io_out(struct io *io);
+struct ssl_st *io_ssl(const struct io *io); /* NULL before io_start_tls() */
+int io_fd(const struct io *io);
+const char *io_error(const struct io *io);  /* why the last IO_ERROR/IO_TIMEOUT, or NULL */
+uint64_t io_rbytes(const struct io *io);    /* payload octets read (after TLS) */
+bool io_eof(const struct io *io);           /* the peer finished sending */
+bool io_in_handshake(const struct io *io);  /* a TLS handshake is in progress */
+bool io_hs_paused(const struct io *io);     /* ... and waits for io_tls_resume() */
+/* IO_LOWAT fires when io_out() drains to this many bytes or fewer. */
+void io_set_lowat(struct io *io, size_t lowat);
 
 #endif

@@ -88,6 +88,12 @@ log_debug(const char *fmt, ...)
 	va_end(ap);
 }
 
+bool
+log_debug_enabled(void)
+{
+	return log_debug_on != 0;
+}
+
 void
 log_sid(enum log_level lvl, uint64_t sid, const char *fmt, ...)
 {

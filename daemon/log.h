@@ -9,6 +9,7 @@
 #ifndef SMTPGW_LOG_H
 #define SMTPGW_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,5 +45,7 @@ const char *log_quote(char *dst, size_t dstlen, const char *src, size_t srclen);
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 void log_debug(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* Debug lines are wanted (-d): callers skip building them otherwise. */
+bool log_debug_enabled(void);
 
 #endif

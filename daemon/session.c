@@ -23,6 +23,40 @@ static unsigned n_sessions;
 
 static void client_cb(struct io *io, enum io_event ev, void *arg);
 static void server_cb(struct io *io, enum io_event ev, void *arg);
+static void session_finish(struct session *s, const char *reason);
+static void session_splice(struct session *s);
+
+/* The engine's view of its session (smtp_proxy.h). */
+static void
+ops_close(void *owner, const char *reason)
+{
+	session_close(owner, reason);
+}
+
+static void
+ops_finish(void *owner, const char *reason)
+{
+	session_finish(owner, reason);
+}
+
+static void
+ops_splice(void *owner)
+{
+	session_splice(owner);
+}
+
+static const struct smtp_ops session_ops = {
+	.close = ops_close,
+	.finish = ops_finish,
+	.splice = ops_splice,
+};
+
+static void
+io_close_leg(struct leg *l)
+{
+	if (l->io)
+		io_close(l->io);
+}
 
 /*
  * Give the client a final reply and close: the reply is flushed, the write
@@ -32,15 +66,17 @@ static void server_cb(struct io *io, enum io_event ev, void *arg);
 static void
 session_refuse(struct session *s, const char *reply)
 {
-	io_close(&s->server.io);
+	io_close_leg(&s->server);
 	s->state = SESSION_CLOSING;
 	/* Implicit TLS: the reply goes out inside TLS once the handshake is done. */
-	if (s->implicit_tls)
-		smtp_tls_finish_for_reply(s);
-	io_printf(&s->client.io, "%s\r\n", reply);
-	io_shutdown_after_flush(&s->client.io);
-	io_set_timeout(&s->client.io, SESSION_LINGER_MS);
-	io_resume(&s->client.io);
+	if (s->implicit_tls && tlsi_finish_for_reply(s->eng) < 0) {
+		session_close(s, "tls-local-error");
+		return;
+	}
+	io_printf(s->client.io, "%s\r\n", reply);
+	io_shutdown_after_flush(s->client.io);
+	io_set_timeout(s->client.io, SESSION_LINGER_MS);
+	io_resume(s->client.io);
 }
 
 static const char *
@@ -57,6 +93,26 @@ policy_name(const struct session *s)
 	if (s->mf.policy >= 0 && s->mf.policy < s->conf->n_policies)
 		return s->conf->policies[s->mf.policy].name;
 	return "-";
+}
+
+static void
+new_engine(struct session *s, const struct inspector *insp)
+{
+	struct smtp_setup setup = {
+		.id = s->id,
+		.conf = s->conf,
+		.lim = s->lim,
+		.policy = s->mf.policy,
+		.inbound = s->mf.inbound,
+		.client_addr = &s->client.peer,
+		.server_addr = &s->server.peer,
+		.client = s->client.io,
+		.insp = insp,
+		.ops = &session_ops,
+		.owner = s,
+	};
+
+	s->eng = smtp_new(&setup);
 }
 
 /*
@@ -125,9 +181,6 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 	s->client.peer = *client;
 	s->client.local = *orig_dst;
 	s->server.peer = *orig_dst;
-	/* No server socket yet: make io_close() on it a no-op. */
-	s->server.io.fd = -1;
-	s->server.io.flags = IO_F_DEAD;
 
 	s->next = sessions;
 	if (sessions)
@@ -138,11 +191,11 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 	s->counted = true;
 	quota_take(s->limit_bucket);
 
-	io_init(&s->client.io, fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
-	s->client.io.lowat = LEG_OUT_LOWAT;
+	s->client.io = io_new(fd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
+	io_set_lowat(s->client.io, LEG_OUT_LOWAT);
 	/* Nothing is read from the client before the upstream connection is up. */
-	io_pause(&s->client.io);
-	smtp_init(s, &inspect_allow);
+	io_pause(s->client.io);
+	new_engine(s, NULL);
 	/* Port 465: TLS from the first byte (the handshake waits for the upstream's). */
 	if (addr_port(orig_dst) == 465) {
 		const struct conf_action *a = config_action_of(conf, mf->policy);
@@ -152,7 +205,10 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 			session_close(s, "implicit-tls-refused");
 			return s;
 		}
-		smtp_set_implicit_tls(s);
+		s->implicit_tls = true;
+		tlsi_implicit_start(s->eng);
+		if (s->dead)
+			return s;
 	}
 
 	log_sid(LOG_LVL_INFO, s->id,
@@ -167,12 +223,12 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 		session_refuse(s, "421 4.3.0 Local error, try again later");
 		return s;
 	}
-	io_init(&s->server.io, ufd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
-	s->server.io.lowat = LEG_OUT_LOWAT;
-	io_set_timeout(&s->server.io, conf->connect_timeout * 1000u);
-	if (io_connect(&s->server.io, orig_dst) < 0) {
+	s->server.io = io_new(ufd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
+	io_set_lowat(s->server.io, LEG_OUT_LOWAT);
+	io_set_timeout(s->server.io, conf->connect_timeout * 1000u);
+	if (io_connect(s->server.io, orig_dst) < 0) {
 		log_sid(LOG_LVL_INFO, s->id, "session upstream failed error=\"%s\" reply=421",
-		    s->server.io.error);
+		    io_error(s->server.io));
 		session_refuse(s, "421 4.4.1 Destination unreachable, try again later");
 	}
 	return s;
@@ -199,32 +255,33 @@ session_attach(int cfd, int sfd, const struct config *conf, const struct inspect
 		sessions->prev = s;
 	sessions = s;
 	n_sessions++;
-	io_init(&s->client.io, cfd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
-	s->client.io.lowat = LEG_OUT_LOWAT;
-	io_init(&s->server.io, sfd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
-	s->server.io.lowat = LEG_OUT_LOWAT;
-	smtp_init(s, insp);
+	s->client.io = io_new(cfd, LEG_IN_MAX, LEG_OUT_MAX, client_cb, &s->client);
+	io_set_lowat(s->client.io, LEG_OUT_LOWAT);
+	s->server.io = io_new(sfd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
+	io_set_lowat(s->server.io, LEG_OUT_LOWAT);
+	new_engine(s, insp);
 	s->state = SESSION_SMTP;
-	smtp_upstream_connected(s);
+	smtp_upstream_connected(s->eng, s->server.io);
 	return s;
 }
 
-void
+/* Flush what is queued to the client, then close both legs. */
+static void
 session_finish(struct session *s, const char *reason)
 {
 	if (s->dead || s->state == SESSION_CLOSING)
 		return;
 	s->end_reason = reason;
-	io_close(&s->server.io);
+	io_close_leg(&s->server);
 	/* The client already closed its side and has everything: done. */
-	if ((s->client.io.flags & IO_F_EOF) && buf_len(&s->client.io.out) == 0) {
+	if (io_eof(s->client.io) && buf_len(io_out(s->client.io)) == 0) {
 		session_close(s, reason);
 		return;
 	}
 	s->state = SESSION_CLOSING;
-	io_shutdown_after_flush(&s->client.io);
-	io_set_timeout(&s->client.io, SESSION_LINGER_MS);
-	io_resume(&s->client.io);
+	io_shutdown_after_flush(s->client.io);
+	io_set_timeout(s->client.io, SESSION_LINGER_MS);
+	io_resume(s->client.io);
 }
 
 void
@@ -236,16 +293,18 @@ session_close(struct session *s, const char *reason)
 	if (s->state == SESSION_CLOSING && s->end_reason)
 		reason = s->end_reason;
 	s->end_reason = reason;
-	ev_timer_cancel(&s->px.ctimer);
+	if (s->eng)
+		smtp_stop(s->eng);
 	if (s->counted)
 		quota_release(s->limit_bucket);
 	s->counted = false;
-	io_close(&s->client.io);
-	io_close(&s->server.io);
+	io_close_leg(&s->client);
+	io_close_leg(&s->server);
 	log_sid(LOG_LVL_INFO, s->id,
 	    "session end reason=%s duration_ms=%llu client_bytes=%llu server_bytes=%llu", reason,
 	    (unsigned long long)(now_ms() - s->start_ms),
-	    (unsigned long long)s->client.io.rbytes, (unsigned long long)s->server.io.rbytes);
+	    (unsigned long long)(s->client.io ? io_rbytes(s->client.io) : 0),
+	    (unsigned long long)(s->server.io ? io_rbytes(s->server.io) : 0));
 
 	if (s->prev)
 		s->prev->next = s->next;
@@ -266,7 +325,9 @@ session_reap(void)
 		struct session *s = dead_sessions;
 
 		dead_sessions = s->next;
-		smtp_free(s);
+		smtp_free(s->eng);
+		io_free(s->client.io);
+		io_free(s->server.io);
 		free(s);
 	}
 }
@@ -288,8 +349,8 @@ session_close_all(const char *reason)
 		 * keep its mail and retry.  Best effort, never blocking; the
 		 * upstream never saw an end of data for an unfinished message.
 		 */
-		if (s->state == SESSION_SMTP && !(s->client.io.flags & IO_F_HANDSHAKE))
-			(void)io_printf(&s->client.io,
+		if (s->state == SESSION_SMTP && !io_in_handshake(s->client.io))
+			(void)io_printf(s->client.io,
 			    "421 4.3.2 Service shutting down, try again later\r\n");
 		session_close(s, reason);
 	}
@@ -305,22 +366,22 @@ other_leg(struct leg *l)
 static void
 splice_move(struct leg *from, struct leg *to)
 {
-	struct buf *in = &from->io.in;
+	struct buf *in = io_in(from->io);
 	size_t n = buf_len(in);
 
-	if (n > buf_room(&to->io.out))
-		n = buf_room(&to->io.out);
+	if (n > buf_room(io_out(to->io)))
+		n = buf_room(io_out(to->io));
 	if (n > 0) {
-		if (io_write(&to->io, buf_head(in), n) < 0) {
+		if (io_write(to->io, buf_head(in), n) < 0) {
 			session_close(from->s, "splice-write");
 			return;
 		}
 		buf_consume(in, n);
 	}
 	if (buf_len(in) > 0)
-		io_pause(&from->io);
-	else if (!(from->io.flags & IO_F_EOF))
-		io_resume(&from->io);
+		io_pause(from->io);
+	else if (!io_eof(from->io))
+		io_resume(from->io);
 }
 
 static void
@@ -340,8 +401,8 @@ splice_event(struct leg *l, enum io_event ev)
 		splice_move(l, o);
 		if (s->dead)
 			return;
-		io_shutdown_after_flush(&o->io);
-		if (o->io.flags & IO_F_EOF)
+		io_shutdown_after_flush(o->io);
+		if (io_eof(o->io))
 			session_close(s, "spliced-end");
 		break;
 	default:
@@ -350,16 +411,20 @@ splice_event(struct leg *l, enum io_event ev)
 	}
 }
 
-void
+/*
+ * TLS action "allow": from now on relay bytes between the legs without
+ * parsing (the STARTTLS exchange was relayed; what follows is TLS we do
+ * not terminate).  Only reachable with TLS Support disabled (port 25).
+ */
+static void
 session_splice(struct session *s)
 {
 	log_sid(LOG_LVL_INFO, s->id, "tls action=allow spliced=yes inspected=no");
 	s->state = SESSION_SPLICE;
-	ev_timer_cancel(&s->px.ctimer);
-	io_set_timeout(&s->client.io, 0);
-	io_set_timeout(&s->server.io, 0);
-	io_resume(&s->client.io);
-	io_resume(&s->server.io);
+	io_set_timeout(s->client.io, 0);
+	io_set_timeout(s->server.io, 0);
+	io_resume(s->client.io);
+	io_resume(s->server.io);
 	splice_move(&s->server, &s->client);
 	splice_move(&s->client, &s->server);
 }
@@ -388,26 +453,26 @@ server_cb(struct io *io, enum io_event ev, void *arg)
 		case IO_CONNECTED: {
 			socklen_t len = sizeof(l->local);
 
-			if (getsockname(io->fd, &l->local.sa, &len) < 0)
+			if (getsockname(io_fd(io), &l->local.sa, &len) < 0)
 				memset(&l->local, 0, sizeof(l->local));
 			log_sid(LOG_LVL_INFO, s->id, "session upstream connected local=%s ms=%llu",
 			    addr_fmt(&l->local, buf, sizeof(buf)),
 			    (unsigned long long)(now_ms() - s->start_ms));
 			s->state = SESSION_SMTP;
 			io_set_timeout(io, 0);
-			smtp_upstream_connected(s);
+			smtp_upstream_connected(s->eng, io);
 			return;
 		}
 		case IO_TIMEOUT:
 			upstream_failed(s, "connect timeout");
 			return;
 		default:
-			upstream_failed(s, io->error ? io->error : "connect failed");
+			upstream_failed(s, io_error(io) ? io_error(io) : "connect failed");
 			return;
 		}
 	}
 	if (s->state == SESSION_SMTP)
-		smtp_server_event(s, (int)ev);
+		smtp_server_event(s->eng, ev);
 	else if (s->state == SESSION_SPLICE)
 		splice_event(l, ev);
 }
@@ -425,17 +490,19 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 			session_close(s, "client-gone-before-greeting");
 		return;
 	case SESSION_CLOSING:
-		if (ev == IO_DATAIN)
-			buf_reset(&io->in);
-		else if (ev == IO_TLS_HELLO)
-			smtp_tls_finish_for_reply(s);
-		else if (ev == IO_TLS_READY)
+		if (ev == IO_DATAIN) {
+			buf_reset(io_in(io));
+		} else if (ev == IO_TLS_HELLO) {
+			if (tlsi_finish_for_reply(s->eng) < 0)
+				session_close(s, "tls-local-error");
+		} else if (ev == IO_TLS_READY) {
 			io_kick(io); /* the final reply goes out encrypted */
-		else if (ev != IO_LOWAT)
+		} else if (ev != IO_LOWAT) {
 			session_close(s, s->end_reason ? s->end_reason : "refused");
+		}
 		return;
 	case SESSION_SMTP:
-		smtp_client_event(s, (int)ev);
+		smtp_client_event(s->eng, ev);
 		return;
 	case SESSION_SPLICE:
 		splice_event(l, ev);

@@ -6,9 +6,13 @@
  * is server-speaks-first); if that fails or times out the client gets
  * "421 4.4.1" and a clean close, never a silent drop.
  *
- * Once the server leg is up, the SMTP engine (smtp_proxy.c) owns both
+ * Once the server leg is up, the SMTP engine (smtp_proxy.h) owns both
  * legs' input: it parses every command, reply and message line and writes
- * re-framed SMTP to the other leg.  No byte is relayed unparsed.
+ * re-framed SMTP to the other leg.  No byte is relayed unparsed, except
+ * after the engine asks for a splice (TLS action "allow": TLS we do not
+ * terminate).  The engine knows the session only through struct
+ * smtp_ops (close, finish, splice); the session owns the legs' sockets
+ * and the engine's life.
  *
  * Sessions are freed only from the event loop's idle hook (session_reap),
  * so closing a session from inside any io callback is safe.
@@ -37,7 +41,7 @@
 struct session;
 
 struct leg {
-	struct io io;
+	struct io *io; /* NULL until the socket exists (the server leg before connect) */
 	struct session *s;
 	union sockaddr_any local, peer;
 	const char *name; /* "client" / "server" for logs */
@@ -64,12 +68,8 @@ struct session {
 	uint64_t start_ms;
 	struct leg client, server;
 	const char *end_reason;
-	struct smtp_proxy px;
-	/* TLS */
-	bool implicit_tls;  /* port 465: TLS from the first byte on both legs */
-	bool hello_seen;    /* the client's ClientHello arrived (implicit TLS) */
-	char sni[256];      /* the client's SNI, mirrored upstream */
-	int client_tls_max; /* highest TLS version the client offered (implicit TLS) */
+	struct smtp_engine *eng; /* the SMTP engine; owned, freed by session_reap() */
+	bool implicit_tls;       /* port 465: TLS from the first byte on both legs */
 };
 
 /*
@@ -86,14 +86,6 @@ struct session *session_start(int fd, const union sockaddr_any *client,
  */
 struct session *session_attach(int cfd, int sfd, const struct config *conf,
     const struct inspector *insp);
-/*
- * TLS action "allow": from now on relay bytes between the legs without
- * parsing (the STARTTLS exchange was relayed; what follows is TLS we do
- * not terminate).  Only reachable with TLS Support disabled (port 25).
- */
-void session_splice(struct session *s);
-/* Flush what is queued to the client, then close both legs. */
-void session_finish(struct session *s, const char *reason);
 /* End a session now; the reason goes to the log. */
 void session_close(struct session *s, const char *reason);
 /* Free the sessions closed since the last call (ev idle hook). */

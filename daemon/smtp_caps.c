@@ -139,3 +139,23 @@ caps_render(const struct caps *up, const struct smtp_limits *lim, const char *gr
 			return -1;
 	return 0;
 }
+
+const char *
+caps_names(unsigned flags, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	FATAL_IF(len == 0);
+	buf[0] = '\0';
+	for (size_t k = 0; k < ARRAY_SIZE(known); k++) {
+		if (!(flags & known[k].flag))
+			continue;
+		int n = snprintf(buf + o, len - o, "%s%s", o ? "," : "", known[k].kw);
+		if (n < 0 || (size_t)n >= len - o)
+			break; /* truncated at a name boundary */
+		o += (size_t)n;
+	}
+	if (o == 0)
+		snprintf(buf, len, "-");
+	return buf;
+}

@@ -45,4 +45,10 @@ void caps_parse(struct caps *up, const char *const *lines, const size_t *lens, i
 int caps_render(const struct caps *up, const struct smtp_limits *lim, const char *greeting,
     size_t greetlen, struct buf *out, struct caps *shown, bool offer_starttls);
 
+/*
+ * The flag set as names for logs ("PIPELINING,SIZE,..."; "-" when empty),
+ * truncated at a name boundary if buf is short.  Returns buf.
+ */
+const char *caps_names(unsigned flags, char *buf, size_t len);
+
 #endif

@@ -166,7 +166,7 @@ worker_main(const struct config *c, const int *lfds, int nlfds)
 	wconf = c;
 	ev_init();
 	certcache_init(c->cert_cache_size);
-	smtp_tls_init();
+	tlsi_init();
 	ev_set_idle_hook(idle_hook);
 
 	sigemptyset(&set);

@@ -1,0 +1,522 @@
+/*
+ * smtp_cmd - the command side of the SMTP engine: the client's command
+ * lines, the command table (which states allow which command, which end a
+ * pipelined group) and one handler per command.  A handler either answers
+ * locally (reply_local) or forwards a canonical command upstream
+ * (reply_forward); it never writes to either leg itself.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "smtp_int.h"
+#include "util.h"
+
+/* The transaction states a command may be allowed in. */
+enum tstate {
+	TS_INIT = 1,  /* no HELO/EHLO yet */
+	TS_READY = 2, /* no transaction */
+	TS_MAIL = 4,  /* MAIL sent, no RCPT */
+	TS_RCPT = 8,  /* MAIL and at least one RCPT sent */
+};
+#define TS_ANY (TS_INIT | TS_READY | TS_MAIL | TS_RCPT)
+#define TS_TXN (TS_MAIL | TS_RCPT)
+
+static enum tstate
+tstate(const struct smtp_engine *e)
+{
+	if (!(e->flags & EF_HELO))
+		return TS_INIT;
+	if (!(e->tflags & TF_MAIL))
+		return TS_READY;
+	return e->txn.rcpt_sent ? TS_RCPT : TS_MAIL;
+}
+
+static void cmd_helo(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_mail(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_rcpt(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_data(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_rset(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_noop(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_quit(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_help(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_vrfy(struct smtp_engine *, struct smtp_cmd *);
+static void cmd_auth(struct smtp_engine *, struct smtp_cmd *);
+
+/*
+ * One row per command: the transaction states it is allowed in, the reply
+ * when it is not, and whether it must end a pipelined group (RFC 2920 3.1;
+ * AUTH per RFC 4954 4).  Out-of-state commands are refused here, in one
+ * place, before any handler runs.
+ */
+static const struct cmd_spec {
+	enum smtp_verb verb;
+	unsigned states;
+	bool group_end;
+	void (*fn)(struct smtp_engine *, struct smtp_cmd *);
+	const char *refuse_init;  /* before HELO/EHLO */
+	const char *refuse_other; /* in another state */
+} cmd_table[] = {
+	{ SMTP_EHLO, TS_ANY, true, cmd_helo, NULL, NULL },
+	{ SMTP_HELO, TS_ANY, true, cmd_helo, NULL, NULL },
+	{ SMTP_MAIL, TS_READY, false, cmd_mail, R_HELO_FIRST,
+	    "503 5.5.1 Error: nested MAIL command" },
+	{ SMTP_RCPT, TS_TXN, false, cmd_rcpt, R_HELO_FIRST, "503 5.5.1 Error: need MAIL command" },
+	{ SMTP_DATA, TS_RCPT, true, cmd_data, R_HELO_FIRST, R_NEED_RCPT },
+	{ SMTP_BDAT, TS_RCPT, false, msg_bdat, R_HELO_FIRST, R_NEED_RCPT },
+	{ SMTP_RSET, TS_ANY, false, cmd_rset, NULL, NULL },
+	{ SMTP_NOOP, TS_ANY, true, cmd_noop, NULL, NULL },
+	{ SMTP_QUIT, TS_ANY, true, cmd_quit, NULL, NULL },
+	{ SMTP_HELP, TS_ANY, true, cmd_help, NULL, NULL },
+	{ SMTP_VRFY, TS_ANY, true, cmd_vrfy, NULL, NULL },
+	{ SMTP_EXPN, TS_ANY, true, cmd_vrfy, NULL, NULL },
+	{ SMTP_AUTH, TS_READY, true, cmd_auth, "503 5.5.1 Error: send EHLO first",
+	    "503 5.5.1 Error: AUTH not allowed during a mail transaction" },
+	{ SMTP_STARTTLS, TS_ANY, true, tlsi_starttls, NULL, NULL },
+};
+
+void
+cmd_refuse(struct smtp_engine *e, const struct smtp_cmd *cmd, const char *reply)
+{
+	char word[40];
+
+	log_sid(LOG_LVL_INFO, e->id, "smtp refused command=%s reply=\"%.3s\"",
+	    log_quote(word, sizeof(word), cmd->word, strlen(cmd->word)), reply);
+	reply_local(e, 0, reply);
+}
+
+/* Was this extension shown to the client in the EHLO reply? */
+static bool
+shown(const struct smtp_engine *e, unsigned cap)
+{
+	return (e->flags & EF_ESMTP) && (e->shown.flags & cap) != 0;
+}
+
+static bool
+all_digits(const char *v, size_t max)
+{
+	size_t n = strlen(v);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isdigit((unsigned char)v[i]))
+			return false;
+	return true;
+}
+
+static void
+cmd_helo(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	/* EHLO/HELO resets any transaction (RFC 5321 4.1.4) */
+	msg_txn_reset(e);
+	snprintf(e->helo, sizeof(e->helo), "%s", cmd->arg);
+	if (cmd->verb == SMTP_EHLO)
+		reply_forward(e, PK_EHLO, PF_GROUP_END, e->lim->t_server_command, "EHLO %s",
+		    cmd->arg);
+	else
+		reply_forward(e, PK_HELO, PF_GROUP_END, e->lim->t_server_command, "HELO %s",
+		    cmd->arg);
+}
+
+/* A MAIL parameter the client may use (it was shown) and whose value is well-formed. */
+static const char *
+mail_param_check(const struct smtp_engine *e, const char *k, const char *v, bool *utf8)
+{
+	if (!strcmp(k, "SIZE") && shown(e, CAP_SIZE)) {
+		if (v == NULL || !all_digits(v, 20))
+			return "501 5.5.4 Syntax error in SIZE parameter";
+		if (strtoull(v, NULL, 10) > e->lim->max_message_size)
+			return "552 5.3.4 Message size exceeds fixed maximum message size";
+	} else if (!strcmp(k, "BODY") && shown(e, CAP_8BITMIME)) {
+		if (v == NULL || (strcasecmp(v, "7BIT") && strcasecmp(v, "8BITMIME")))
+			return "501 5.5.4 Unsupported BODY parameter value";
+	} else if (!strcmp(k, "SMTPUTF8") && shown(e, CAP_SMTPUTF8)) {
+		if (v != NULL)
+			return "501 5.5.4 SMTPUTF8 takes no value";
+		*utf8 = true;
+	} else if (!strcmp(k, "RET") && shown(e, CAP_DSN)) {
+		if (v == NULL || (strcasecmp(v, "FULL") && strcasecmp(v, "HDRS")))
+			return "501 5.5.4 Syntax error in RET parameter";
+	} else if (!strcmp(k, "ENVID") && shown(e, CAP_DSN)) {
+		if (v == NULL || strlen(v) > 100 || !smtp_xtext_valid(v))
+			return "501 5.5.4 Syntax error in ENVID parameter";
+	} else if (!strcmp(k, "AUTH") && shown(e, CAP_AUTH)) {
+		if (v == NULL || (strcmp(v, "<>") && !smtp_xtext_valid(v)))
+			return "501 5.5.4 Syntax error in AUTH parameter";
+	} else {
+		return "555 5.5.4 Unsupported MAIL parameter";
+	}
+	return NULL;
+}
+
+static void
+cmd_mail(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	char params[SMTP_CMDLINE_MAX];
+	bool utf8 = false;
+
+	for (int i = 0; i < cmd->nparams; i++) {
+		const char *why = mail_param_check(e, cmd->params[i].key, cmd->params[i].value,
+		    &utf8);
+		if (why) {
+			cmd_refuse(e, cmd, why);
+			return;
+		}
+	}
+	if (cmd->utf8 && !utf8) {
+		cmd_refuse(e, cmd, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	}
+	const struct conf_action *a = smtp_action(e);
+	if (a && a->recipient_enc == ENC_REQUIRED && !(e->flags & EF_UP_TLS)) {
+		/* The mail stays with the sender until the destination can take it encrypted. */
+		cmd_refuse(e, cmd,
+		    "451 4.7.0 Error: TLS to the destination is required and not in place");
+		return;
+	}
+	if ((e->flags & EF_CLIENT_TLS) && !(e->flags & EF_UP_TLS) &&
+	    !(a && a->allow_cleartext_relay)) {
+		cmd_refuse(e, cmd, "451 4.7.0 Error: the destination leg is not encrypted");
+		return;
+	}
+	if (smtp_params_render(cmd, params, sizeof(params)) < 0) {
+		cmd_refuse(e, cmd, "501 5.5.4 Too many parameters");
+		return;
+	}
+	msg_txn_reset(e);
+	e->tflags |= TF_MAIL | (utf8 ? TF_SMTPUTF8 : 0);
+	e->txn.mail_from = xstrdup(cmd->path);
+	reply_forward(e, PK_MAIL, 0, e->lim->t_server_command, "MAIL FROM:<%s>%s", cmd->path,
+	    params);
+}
+
+static bool
+notify_valid(const char *v)
+{
+	char tmp[64];
+	char *save = NULL;
+
+	if (strcasecmp(v, "NEVER") == 0)
+		return true;
+	if (strlen(v) >= sizeof(tmp))
+		return false;
+	snprintf(tmp, sizeof(tmp), "%s", v);
+	for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (strcasecmp(t, "SUCCESS") && strcasecmp(t, "FAILURE") && strcasecmp(t, "DELAY"))
+			return false;
+	return v[0] != ',' && v[strlen(v) - 1] != ',';
+}
+
+static void
+cmd_rcpt(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	char params[SMTP_CMDLINE_MAX];
+
+	if (e->txn.rcpt_sent >= e->lim->max_recipients) {
+		cmd_refuse(e, cmd, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	for (int i = 0; i < cmd->nparams; i++) {
+		const char *k = cmd->params[i].key, *v = cmd->params[i].value;
+
+		if (!strcmp(k, "NOTIFY") && shown(e, CAP_DSN)) {
+			if (v == NULL || !notify_valid(v)) {
+				cmd_refuse(e, cmd, "501 5.5.4 Syntax error in NOTIFY parameter");
+				return;
+			}
+		} else if (!strcmp(k, "ORCPT") && shown(e, CAP_DSN)) {
+			const char *semi = v ? strchr(v, ';') : NULL;
+			if (semi == NULL || semi == v || strlen(v) > 500 ||
+			    !smtp_xtext_valid(semi + 1)) {
+				cmd_refuse(e, cmd, "501 5.5.4 Syntax error in ORCPT parameter");
+				return;
+			}
+		} else {
+			cmd_refuse(e, cmd, "555 5.5.4 Unsupported RCPT parameter");
+			return;
+		}
+	}
+	if (cmd->utf8 && !(e->tflags & TF_SMTPUTF8)) {
+		cmd_refuse(e, cmd, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
+		return;
+	}
+	if (smtp_params_render(cmd, params, sizeof(params)) < 0) {
+		cmd_refuse(e, cmd, "501 5.5.4 Too many parameters");
+		return;
+	}
+	e->txn.rcpts = xrealloc(e->txn.rcpts, (e->txn.nrcpts + 1) * sizeof(*e->txn.rcpts));
+	e->txn.rcpts[e->txn.nrcpts++] = xstrdup(cmd->path);
+	e->txn.rcpt_sent++;
+	reply_forward(e, PK_RCPT, 0, e->lim->t_server_command, "RCPT TO:<%s>%s", cmd->path,
+	    params);
+}
+
+static void
+cmd_data(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	if (e->tflags & TF_BDAT) {
+		cmd_refuse(e, cmd, "503 5.5.1 Error: DATA after BDAT in one transaction");
+		return;
+	}
+	reply_forward(e, PK_DATA, PF_GROUP_END, e->lim->t_server_data_init, "DATA");
+}
+
+static void
+cmd_rset(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	msg_txn_reset(e);
+	reply_forward(e, PK_OTHER, 0, e->lim->t_server_command, "RSET");
+}
+
+static void
+cmd_noop(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply_forward(e, PK_OTHER, PF_GROUP_END, e->lim->t_server_command, "NOOP");
+}
+
+static void
+cmd_quit(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply_forward(e, PK_QUIT, PF_GROUP_END, e->lim->t_server_command, "QUIT");
+	/* Whatever the client sends after QUIT is ignored. */
+	smtp_enter(e, SP_CLOSING);
+}
+
+static void
+cmd_help(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	if (cmd->arg[0])
+		reply_forward(e, PK_OTHER, PF_GROUP_END, e->lim->t_server_command, "HELP %s",
+		    cmd->arg);
+	else
+		reply_forward(e, PK_OTHER, PF_GROUP_END, e->lim->t_server_command, "HELP");
+}
+
+static void
+cmd_vrfy(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	bool vrfy = cmd->verb == SMTP_VRFY;
+
+	if (vrfy ? !e->lim->allow_vrfy : !e->lim->allow_expn) {
+		cmd_refuse(e, cmd, vrfy ? "502 5.5.1 Error: VRFY command is disabled"
+		    : "502 5.5.1 Error: EXPN command is disabled");
+		return;
+	}
+	reply_forward(e, PK_OTHER, PF_GROUP_END, e->lim->t_server_command, "%s %s",
+	    vrfy ? "VRFY" : "EXPN", cmd->arg);
+}
+
+static void
+cmd_auth(struct smtp_engine *e, struct smtp_cmd *cmd)
+{
+	if (!shown(e, CAP_AUTH)) {
+		cmd_refuse(e, cmd, "503 5.5.1 Error: authentication not enabled");
+		return;
+	}
+	if (e->flags & EF_AUTH) {
+		cmd_refuse(e, cmd, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	/* The payload is relayed, never logged. */
+	log_sid(LOG_LVL_INFO, e->id, "smtp auth started");
+	reply_forward(e, PK_AUTH, PF_GROUP_END, e->lim->t_server_command, "AUTH %s", cmd->arg);
+}
+
+/* The line after a 334: an AUTH response (base64 or "*"), relayed verbatim. */
+static void
+auth_response(struct smtp_engine *e, char *line, size_t len)
+{
+	bool ok = len > 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)line[i]) && line[i] != '+' && line[i] != '/' &&
+		    line[i] != '=' && line[i] != '*')
+			ok = false;
+	smtp_enter(e, SP_COMMAND);
+	/* A malformed response cancels the exchange upstream ("*"): the upstream's 501 answers it. */
+	if (ok)
+		reply_forward(e, PK_AUTH, PF_GROUP_END, e->lim->t_server_command, "%.*s", (int)len,
+		    line);
+	else
+		reply_forward(e, PK_AUTH, PF_GROUP_END, e->lim->t_server_command, "*");
+	OPENSSL_cleanse(line, len);
+}
+
+/* The command's group ends with its reply (forwarded or answered here). */
+static void
+mark_group_end(struct smtp_engine *e)
+{
+	if (e->tail && !pend_answered(e->tail) && !(e->tail->flags & PF_GROUP_END)) {
+		e->tail->flags |= PF_GROUP_END;
+		e->flags |= EF_GROUP_WAIT;
+	} else if (e->tail && pend_answered(e->tail)) {
+		/* answered locally: the group ends with this reply */
+		e->tail->flags |= PF_GROUP_END;
+		e->flags |= EF_GROUP_WAIT;
+	}
+}
+
+static void
+dispatch(struct smtp_engine *e, char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	const char *err = NULL;
+
+	if (smtp_cmd_parse(line, len, &cmd, &err) < 0) {
+		char word[40];
+		log_sid(LOG_LVL_INFO, e->id, "smtp refused command=%s reply=\"%.3s\"",
+		    log_quote(word, sizeof(word), line, len < 8 ? len : 8), err);
+		reply_local(e, 0, err);
+		/* A BDAT we cannot size leaves us unable to find the next command. */
+		if (len >= 4 && strncasecmp(line, "BDAT", 4) == 0) {
+			e->close_reply = NULL;
+			smtp_enter(e, SP_CLOSING);
+			reply_flush(e);
+		}
+		return;
+	}
+	if (cmd.verb == SMTP_HTTP) {
+		log_sid(LOG_LVL_WARN, e->id, "smtp refused command=%s reason=http", cmd.word);
+		reply_local(e, 0, "500 5.5.1 Error: this is an SMTP server, not HTTP");
+		smtp_enter(e, SP_CLOSING);
+		return;
+	}
+	if (cmd.verb == SMTP_UNKNOWN) {
+		cmd_refuse(e, &cmd, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	/*
+	 * A BDAT transaction converted to DATA has the destination reading
+	 * message lines: a command forwarded now would become content the
+	 * inspector never saw.  Until BDAT LAST only chunks go on; RSET and
+	 * QUIT end the message the one way DATA allows, without a dot.
+	 */
+	if ((e->tflags & (TF_BDAT | TF_BDAT_CONVERT | TF_BDAT_FAILED)) ==
+	    (TF_BDAT | TF_BDAT_CONVERT) && !(e->flags & EF_UP_DEAD) && cmd.verb != SMTP_BDAT) {
+		if (cmd.verb == SMTP_RSET || cmd.verb == SMTP_QUIT) {
+			reply_upstream_abort(e, "message abandoned between BDAT chunks");
+			msg_txn_reset(e);
+			reply_local(e, 0, cmd.verb == SMTP_QUIT ? R_BYE : R_OK);
+			smtp_enter(e, cmd.verb == SMTP_QUIT ? SP_CLOSING : SP_NOUP);
+			return;
+		}
+		cmd_refuse(e, &cmd, "503 5.5.1 Error: only BDAT, RSET or QUIT may follow BDAT");
+		return;
+	}
+	const struct conf_action *act = smtp_action(e);
+	if (act && act->sender_enc == ENC_REQUIRED && !(e->flags & EF_CLIENT_TLS) &&
+	    cmd.verb != SMTP_EHLO && cmd.verb != SMTP_NOOP && cmd.verb != SMTP_STARTTLS &&
+	    cmd.verb != SMTP_QUIT) {
+		cmd_refuse(e, &cmd, "530 5.7.0 Must issue a STARTTLS command first");
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++) {
+		const struct cmd_spec *c = &cmd_table[i];
+		enum tstate ts = tstate(e);
+
+		if (c->verb != cmd.verb)
+			continue;
+		if (!(c->states & ts)) {
+			cmd_refuse(e, &cmd, ts == TS_INIT ? c->refuse_init : c->refuse_other);
+			/* A refused BDAT's chunk is data, never commands: skip it. */
+			if (cmd.verb == SMTP_BDAT)
+				msg_bdat_skip(e, &cmd);
+			return;
+		}
+		c->fn(e, &cmd);
+		if (c->group_end)
+			mark_group_end(e);
+		return;
+	}
+	cmd_refuse(e, &cmd, "502 5.5.1 Error: command not implemented");
+}
+
+/*
+ * Improper pipelining: the replies owed so far still go out first
+ * (nothing lost, nothing twice), then a 421 and the close.
+ */
+void
+cmd_violation(struct smtp_engine *e, const char *what)
+{
+	log_sid(LOG_LVL_WARN, e->id, "smtp protocol-error reason=%s pending=%u", what, e->npend);
+	e->flags |= EF_VIOLATION;
+	smtp_enter(e, SP_CLOSING);
+	e->close_reply = R_PIPELINING;
+	buf_reset(io_in(e->cio));
+	reply_flush(e);
+}
+
+/* The client's command lines (SP_COMMAND, SP_AUTH, SP_NOUP). */
+void
+cmd_input(struct smtp_engine *e)
+{
+	struct buf *in = io_in(e->cio);
+	char line[SMTP_CMDLINE_MAX + 1];
+
+	while ((e->phase == SP_COMMAND || e->phase == SP_AUTH || e->phase == SP_NOUP) &&
+	    !smtp_stopped(e) && buf_len(in) > 0) {
+		size_t len, consumed;
+		enum smtp_line st;
+
+		/* Bytes after a group-ending command, before its reply: never executed. */
+		if (e->flags & EF_GROUP_WAIT) {
+			cmd_violation(e, "pipelining");
+			return;
+		}
+		if (e->npend >= SMTP_MAX_PENDING) {
+			io_pause(e->cio);
+			return;
+		}
+		st = smtp_line_split(buf_head(in), buf_len(in), SMTP_CMDLINE_MAX, &len, &consumed);
+		if (st == SMTP_LINE_PARTIAL)
+			return;
+		if (st == SMTP_LINE_TOOLONG) {
+			log_sid(LOG_LVL_INFO, e->id, "smtp refused reason=line-too-long");
+			reply_local(e, 0, "500 5.5.2 Error: line too long");
+			smtp_enter(e, SP_CLOSING);
+			buf_reset(in);
+			break;
+		}
+		memcpy(line, buf_head(in), len);
+		buf_consume(in, consumed);
+		/* A new command arrived complete: the wait for the next one starts over. */
+		ev_timer_cancel(&e->ctimer);
+		if (st == SMTP_LINE_BARE_LF) {
+			log_sid(LOG_LVL_INFO, e->id, "smtp refused reason=bare-lf");
+			reply_local(e, 0, "500 5.5.2 Error: bare LF in command line");
+			continue;
+		}
+		if (e->phase == SP_AUTH) {
+			auth_response(e, line, len);
+		} else if (e->phase == SP_NOUP) {
+			if (len == 4 && strncasecmp(line, "QUIT", 4) == 0)
+				reply_local(e, 0, R_BYE);
+			else
+				reply_local(e, 0, R_UP_CLOSED_RETRY);
+			smtp_enter(e, SP_CLOSING);
+		} else {
+			dispatch(e, line, len);
+		}
+		OPENSSL_cleanse(line, len);
+		if (e->phase == SP_TLS_WAIT) {
+			/* Plaintext pipelined after STARTTLS is never read as a command inside TLS. */
+			if (buf_len(in) > 0)
+				log_sid(LOG_LVL_WARN, e->id,
+				    "smtp starttls plaintext-discarded bytes=%zu (command injection?)",
+				    buf_len(in));
+			buf_reset(in);
+			io_pause(e->cio);
+			break;
+		}
+	}
+	reply_flush(e);
+}
