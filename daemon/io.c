@@ -29,6 +29,7 @@
 #define IO_F_HS_PAUSED 0x200u  /* handshake waits for io_tls_resume() */
 #define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
 #define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
+#define IO_F_HUP_TOLD 0x1000u  /* IO_HUP delivered: stop watching for it */
 
 struct io {
 	struct ev_fd ev;
@@ -43,6 +44,7 @@ struct io {
 	struct ssl_st *ssl;
 	uint32_t rd_want, wr_want; /* the epoll events TLS reads / writes wait for */
 	uint64_t rbytes;           /* payload octets read (after TLS) */
+	uint64_t discarded;        /* plaintext octets dropped when a handshake started */
 	struct io *pending_next;   /* on the list of ios with decrypted bytes waiting */
 	bool on_pending;
 	void (*cb)(struct io *io, enum io_event ev, void *arg);
@@ -81,14 +83,23 @@ io_update(struct io *io)
 	if (io->flags & IO_F_CONNECTING) {
 		want = EPOLLOUT;
 	} else if (io->flags & IO_F_HS_PAUSED) {
-		want = 0;
+		/* Not reading, yet a peer that goes away must be noticed (IO_HUP). */
+		want = (io->flags & IO_F_HUP_TOLD) ? 0 : EPOLLRDHUP;
 	} else if (io->flags & IO_F_HANDSHAKE) {
 		want = io->rd_want | io->wr_want;
 	} else {
-		bool reading = !(io->flags & (IO_F_PAUSED | IO_F_EOF)) && buf_room(&io->in) > 0;
+		/*
+		 * Between io_start_tls() and the handshake (the STARTTLS reply
+		 * still going out) nothing is read: whatever the peer sends then
+		 * belongs to the TLS stream, never to the plaintext dialogue.
+		 */
+		bool held = (io->flags & (IO_F_PAUSED | IO_F_TLS_PENDING)) != 0;
+		bool reading = !held && !(io->flags & IO_F_EOF) && buf_room(&io->in) > 0;
 
 		if (reading)
 			want |= (io->flags & IO_F_TLS) ? io->rd_want : EPOLLIN;
+		else if (held && !(io->flags & (IO_F_EOF | IO_F_HUP_TOLD)))
+			want |= EPOLLRDHUP; /* the owner is not reading: still notice a close */
 		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING | IO_F_LOWAT_DUE)))
 			want |= (io->flags & IO_F_TLS) ? io->wr_want : EPOLLOUT;
 		/* Decrypted bytes inside the SSL object wake nobody: queue them. */
@@ -166,6 +177,9 @@ tls_error(struct io *io, const char *what)
 static void
 start_handshake(struct io *io)
 {
+	/* Defence in depth: plaintext never survives into the TLS stream. */
+	io->discarded += buf_len(&io->in);
+	buf_reset(&io->in);
 	io->flags &= ~IO_F_TLS_PENDING;
 	io->flags |= IO_F_HANDSHAKE;
 	/* The first step runs from the loop: the owner never sees a re-entrant event. */
@@ -307,6 +321,7 @@ io_start_tls(struct io *io, SSL *ssl)
 	io->ssl = ssl;
 	SSL_set_fd(ssl, io->fd);
 	/* What was read as plaintext is never part of the TLS stream. */
+	io->discarded += buf_len(&io->in);
 	buf_reset(&io->in);
 	if (buf_len(&io->out) > 0)
 		io->flags |= IO_F_TLS_PENDING;
@@ -465,6 +480,34 @@ io_read(struct io *io)
 	io->cb(io, IO_DATAIN, io->arg);
 }
 
+/*
+ * The peer closed (or hung up) while we were not reading it: tell the
+ * owner once, so a close is noticed in every state.  A full hang-up keeps
+ * being reported by epoll whatever the interest mask, so the fd leaves
+ * epoll until io_update() wants it again.
+ */
+static void
+io_hup(struct io *io, uint32_t revents)
+{
+	io->flags |= IO_F_HUP_TOLD;
+	if (revents & EPOLLHUP)
+		ev_fd_del(&io->ev);
+	else
+		io_update(io);
+	io->cb(io, IO_HUP, io->arg);
+}
+
+static void
+io_report_error(struct io *io)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	(void)getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	io->error = strerror(err ? err : EIO);
+	io->cb(io, IO_ERROR, io->arg);
+}
+
 static void
 io_handler(struct ev_fd *e, uint32_t revents)
 {
@@ -477,8 +520,15 @@ io_handler(struct ev_fd *e, uint32_t revents)
 			io_handle_connect(io);
 		return;
 	}
-	if (io->flags & IO_F_HS_PAUSED)
+	if (io->flags & IO_F_HS_PAUSED) {
+		if (revents & EPOLLERR)
+			io_report_error(io);
+		else if ((revents & (EPOLLRDHUP | EPOLLHUP)) && !(io->flags & IO_F_HUP_TOLD))
+			io_hup(io, revents);
+		else if (revents & EPOLLHUP)
+			ev_fd_del(&io->ev);
 		return;
+	}
 	if (io->flags & IO_F_HANDSHAKE) {
 		io_handshake(io);
 		return;
@@ -508,16 +558,18 @@ io_handler(struct ev_fd *e, uint32_t revents)
 	}
 
 	if (revents & EPOLLERR) {
-		int err = 0;
-		socklen_t len = sizeof(err);
-
-		(void)getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-		io->error = strerror(err ? err : EIO);
-		io->cb(io, IO_ERROR, io->arg);
+		io_report_error(io);
 		return;
 	}
-	if (revents & (EPOLLIN | EPOLLHUP | EPOLLOUT)) {
-		if (io->flags & (IO_F_PAUSED | IO_F_EOF)) {
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLOUT | EPOLLRDHUP)) {
+		bool held = (io->flags & (IO_F_PAUSED | IO_F_TLS_PENDING)) != 0;
+
+		if (held && !(io->flags & (IO_F_EOF | IO_F_HUP_TOLD)) &&
+		    (revents & (EPOLLRDHUP | EPOLLHUP))) {
+			io_hup(io, revents);
+			return;
+		}
+		if (held || (io->flags & IO_F_EOF)) {
 			/*
 			 * epoll reports HUP whatever the interest mask; while we
 			 * may not read, take the fd out of epoll so a hung-up
@@ -528,7 +580,7 @@ io_handler(struct ev_fd *e, uint32_t revents)
 			return;
 		}
 		/* Plain sockets read on EPOLLIN/HUP only; TLS reads may wait on EPOLLOUT. */
-		if (!(revents & (EPOLLIN | EPOLLHUP)) &&
+		if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) &&
 		    !((io->flags & IO_F_TLS) && io->rd_want == EPOLLOUT))
 			return;
 		io_read(io);
@@ -582,3 +634,5 @@ bool io_eof(const struct io *io) { return (io->flags & IO_F_EOF) != 0; }
 bool io_in_handshake(const struct io *io) { return (io->flags & IO_F_HANDSHAKE) != 0; }
 bool io_hs_paused(const struct io *io) { return (io->flags & IO_F_HS_PAUSED) != 0; }
 void io_set_lowat(struct io *io, size_t lowat) { io->lowat = lowat; }
+bool io_timer_armed(const struct io *io) { return ev_timer_armed(&io->timer); }
+uint64_t io_discarded(const struct io *io) { return io->discarded; }

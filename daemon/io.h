@@ -14,6 +14,10 @@
  *   IO_TLS_HELLO  a server handshake paused at the ClientHello (the
  *                 owner's client-hello callback asked to wait); continue
  *                 with io_tls_resume()
+ *   IO_HUP        the peer closed or hung up while we were not reading it
+ *                 (paused, or a paused handshake): told once, so a close
+ *                 is noticed in every state.  What it sent before is still
+ *                 unread; resuming reads it, then IO_EOF.
  *
  * TLS: io_start_tls() hands the io an SSL object; from then on every read
  * and write goes through it, and the owner sees the same vocabulary.  The
@@ -51,6 +55,7 @@ enum io_event {
 	IO_ERROR,
 	IO_TLS_READY,
 	IO_TLS_HELLO,
+	IO_HUP,
 };
 
 /* Opaque outside io.c: owners use the functions below. */
@@ -105,5 +110,9 @@ bool io_in_handshake(const struct io *io);  /* a TLS handshake is in progress */
 bool io_hs_paused(const struct io *io);     /* ... and waits for io_tls_resume() */
 /* IO_LOWAT fires when io_out() drains to this many bytes or fewer. */
 void io_set_lowat(struct io *io, size_t lowat);
+/* The inactivity timer (io_set_timeout) is running. */
+bool io_timer_armed(const struct io *io);
+/* Plaintext octets dropped because a TLS handshake started behind them. */
+uint64_t io_discarded(const struct io *io);
 
 #endif

@@ -332,6 +332,29 @@ session_reap(void)
 	}
 }
 
+/*
+ * The liveness property: every live session has a running timer (its
+ * engine's, or one of its legs' inactivity timers), so none can be held
+ * forever by a silent peer.  Returns how many live sessions break it
+ * (tests and fuzzers check it after every event batch).
+ */
+unsigned
+session_unwatched(void)
+{
+	unsigned n = 0;
+
+	for (struct session *s = sessions; s; s = s->next) {
+		bool armed = (s->eng && smtp_timer_armed(s->eng)) ||
+		    (s->client.io && io_timer_armed(s->client.io)) ||
+		    (s->server.io && !io_closed(s->server.io) && io_timer_armed(s->server.io));
+		if (!armed) {
+			log_sid(LOG_LVL_ERR, s->id, "session unwatched state=%d", (int)s->state);
+			n++;
+		}
+	}
+	return n;
+}
+
 unsigned
 session_count(void)
 {
@@ -405,6 +428,11 @@ splice_event(struct leg *l, enum io_event ev)
 		if (io_eof(o->io))
 			session_close(s, "spliced-end");
 		break;
+	case IO_HUP:
+		break; /* paused for the other leg: its EOF is read in turn */
+	case IO_TIMEOUT:
+		session_close(s, "spliced-idle-timeout");
+		break;
 	default:
 		session_close(s, l == &s->client ? "client-error" : "server-error");
 		break;
@@ -421,8 +449,13 @@ session_splice(struct session *s)
 {
 	log_sid(LOG_LVL_INFO, s->id, "tls action=allow spliced=yes inspected=no");
 	s->state = SESSION_SPLICE;
-	io_set_timeout(s->client.io, 0);
-	io_set_timeout(s->server.io, 0);
+	/*
+	 * TLS we do not terminate has no SMTP phases to time: each leg may
+	 * stay idle as long as the longest wait SMTP knows (the destination's
+	 * answer to the end of data), then the session ends.
+	 */
+	io_set_timeout(s->client.io, s->lim->t_server_data_end * 1000u);
+	io_set_timeout(s->server.io, s->lim->t_server_data_end * 1000u);
 	io_resume(s->client.io);
 	io_resume(s->server.io);
 	splice_move(&s->server, &s->client);
@@ -485,8 +518,8 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 
 	switch (s->state) {
 	case SESSION_CONNECTING:
-		/* Only EOF, errors or the idle timer can arrive: reading is paused. */
-		if (ev == IO_EOF || ev == IO_ERROR || ev == IO_TIMEOUT)
+		/* Only a close, errors or the idle timer can arrive: reading is paused. */
+		if (ev == IO_EOF || ev == IO_HUP || ev == IO_ERROR || ev == IO_TIMEOUT)
 			session_close(s, "client-gone-before-greeting");
 		return;
 	case SESSION_CLOSING:
@@ -497,7 +530,7 @@ client_cb(struct io *io, enum io_event ev, void *arg)
 				session_close(s, "tls-local-error");
 		} else if (ev == IO_TLS_READY) {
 			io_kick(io); /* the final reply goes out encrypted */
-		} else if (ev != IO_LOWAT) {
+		} else if (ev != IO_LOWAT && !(ev == IO_HUP && !io_hs_paused(io))) {
 			session_close(s, s->end_reason ? s->end_reason : "refused");
 		}
 		return;

@@ -91,6 +91,8 @@ void session_close(struct session *s, const char *reason);
 /* Free the sessions closed since the last call (ev idle hook). */
 void session_reap(void);
 unsigned session_count(void);
+/* Live sessions without a running timer (the liveness property; 0 is right). */
+unsigned session_unwatched(void);
 void session_close_all(const char *reason);
 
 #endif

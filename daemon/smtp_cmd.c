@@ -417,6 +417,9 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 	    cmd.verb != SMTP_EHLO && cmd.verb != SMTP_NOOP && cmd.verb != SMTP_STARTTLS &&
 	    cmd.verb != SMTP_QUIT) {
 		cmd_refuse(e, &cmd, "530 5.7.0 Must issue a STARTTLS command first");
+		/* A refused BDAT's chunk is data, never commands: skip it. */
+		if (cmd.verb == SMTP_BDAT)
+			msg_bdat_skip(e, &cmd);
 		return;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++) {
@@ -455,12 +458,20 @@ cmd_violation(struct smtp_engine *e, const char *what)
 	reply_flush(e);
 }
 
+/* A line that may be up to SMTP_AUTHLINE_MAX: AUTH and the SASL responses after it. */
+static bool
+auth_line(const struct smtp_engine *e, const struct buf *in)
+{
+	return e->phase == SP_AUTH ||
+	    (buf_len(in) >= 5 && strncasecmp(buf_head(in), "AUTH ", 5) == 0);
+}
+
 /* The client's command lines (SP_COMMAND, SP_AUTH, SP_NOUP). */
 void
 cmd_input(struct smtp_engine *e)
 {
 	struct buf *in = io_in(e->cio);
-	char line[SMTP_CMDLINE_MAX + 1];
+	char line[SMTP_AUTHLINE_MAX + 1];
 
 	while ((e->phase == SP_COMMAND || e->phase == SP_AUTH || e->phase == SP_NOUP) &&
 	    !smtp_stopped(e) && buf_len(in) > 0) {
@@ -473,12 +484,26 @@ cmd_input(struct smtp_engine *e)
 			return;
 		}
 		if (e->npend >= SMTP_MAX_PENDING) {
-			io_pause(e->cio);
-			return;
+			/*
+			 * The pipelining depth is reached: what is answered already
+			 * goes out first.  Only replies owed by the upstream can keep
+			 * us here, and each one that arrives runs us again.
+			 */
+			reply_flush(e);
+			if (smtp_stopped(e))
+				return;
+			if (e->npend >= SMTP_MAX_PENDING) {
+				io_pause(e->cio);
+				break;
+			}
+			continue;
 		}
 		st = smtp_line_split(buf_head(in), buf_len(in), SMTP_CMDLINE_MAX, &len, &consumed);
+		if (st == SMTP_LINE_TOOLONG && auth_line(e, in))
+			st = smtp_line_split(buf_head(in), buf_len(in), SMTP_AUTHLINE_MAX, &len,
+			    &consumed);
 		if (st == SMTP_LINE_PARTIAL)
-			return;
+			break;
 		if (st == SMTP_LINE_TOOLONG) {
 			log_sid(LOG_LVL_INFO, e->id, "smtp refused reason=line-too-long");
 			reply_local(e, 0, "500 5.5.2 Error: line too long");

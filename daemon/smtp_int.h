@@ -215,6 +215,7 @@ void reply_flush(struct smtp_engine *e);
 void reply_forward(struct smtp_engine *e, enum pend_kind kind, unsigned flags,
     unsigned timeout, const char *fmt, ...) PRINTF_LIKE(5, 6);
 void reply_server_timeout(struct smtp_engine *e, unsigned seconds);
+void reply_server_timer(struct smtp_engine *e);
 void reply_input(struct smtp_engine *e);
 void reply_upstream_abort(struct smtp_engine *e, const char *why);
 void reply_upstream_lost(struct smtp_engine *e, const char *why);

@@ -5,7 +5,8 @@
  * is re-emitted in canonical form by the caller, never spliced.
  *
  * Limits (RFC 5321 4.5.3.1 and the extensions' allowances):
- *   command line  SMTP_CMDLINE_MAX octets including CRLF
+ *   command line  SMTP_CMDLINE_MAX octets including CRLF (AUTH lines:
+ *                 SMTP_AUTHLINE_MAX)
  *   reply line    SMTP_REPLYLINE_MAX octets including CRLF
  *   reply         SMTP_REPLY_MAX_LINES lines, SMTP_REPLY_MAX octets
  *   path          256, local part 64, domain 255 octets
@@ -18,6 +19,12 @@
 #include <stdint.h>
 
 #define SMTP_CMDLINE_MAX 2048
+/*
+ * RFC 4954 4: an AUTH command with its initial response, and each SASL
+ * response line, may be up to 12288 octets (Kerberos/GSSAPI and OAuth
+ * tokens get there); only those lines get the larger limit.
+ */
+#define SMTP_AUTHLINE_MAX 12288
 #define SMTP_REPLYLINE_MAX 2048
 #define SMTP_REPLY_MAX_LINES 100
 #define SMTP_REPLY_MAX 16384

@@ -180,6 +180,13 @@ smtp_new(const struct smtp_setup *setup)
 	return e;
 }
 
+/* Some timer of this engine's is running (the liveness property, see session_unwatched()). */
+bool
+smtp_timer_armed(const struct smtp_engine *e)
+{
+	return ev_timer_armed(&e->ctimer);
+}
+
 void
 smtp_stop(struct smtp_engine *e)
 {
@@ -236,6 +243,17 @@ smtp_client_event(struct smtp_engine *e, enum io_event ev)
 	case IO_TLS_READY:
 		tlsi_client_ready(e);
 		break;
+	case IO_HUP:
+		/*
+		 * The client closed while we were not reading it.  A TLS client
+		 * cannot finish a handshake after that, so waiting for one is
+		 * over; in the other phases what it sent before its close is
+		 * still to be read (pipelined commands, the rest of a message),
+		 * and reading it ends in IO_EOF.
+		 */
+		if (e->phase == SP_TLS_WAIT || io_hs_paused(e->cio) || io_in_handshake(e->cio))
+			smtp_close(e, "client-disconnect");
+		break;
 	case IO_EOF:
 		/* Gone mid-message: the upstream never sees an end of data. */
 		if (e->phase == SP_DATA || e->phase == SP_BDAT) {
@@ -290,6 +308,8 @@ smtp_server_event(struct smtp_engine *e, enum io_event ev)
 	case IO_EOF:
 		reply_upstream_lost(e, "connection closed");
 		break;
+	case IO_HUP:
+		break; /* never paused here; its EOF is read in turn */
 	case IO_CONNECTED:
 	case IO_ERROR:
 	case IO_TLS_HELLO:

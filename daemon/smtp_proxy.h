@@ -78,6 +78,8 @@ void smtp_free(struct smtp_engine *e);
 void smtp_upstream_connected(struct smtp_engine *e, struct io *server);
 void smtp_client_event(struct smtp_engine *e, enum io_event ev);
 void smtp_server_event(struct smtp_engine *e, enum io_event ev);
+/* The engine's own (client) timer is running. */
+bool smtp_timer_armed(const struct smtp_engine *e);
 
 /* Worker start: install the ClientHello and new-session callbacks on the TLS contexts. */
 void tlsi_init(void);

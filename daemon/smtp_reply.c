@@ -160,7 +160,8 @@ reply_flush(struct smtp_engine *e)
 		smtp_finish(e, (e->flags & EF_VIOLATION) ? "protocol-error" : "closed");
 		return;
 	}
-	if (e->npend < SMTP_MAX_PENDING && e->phase != SP_CLOSING)
+	/* After STARTTLS nothing is read until the client's handshake (tlsi_client_ready). */
+	if (e->npend < SMTP_MAX_PENDING && e->phase != SP_CLOSING && e->phase != SP_TLS_WAIT)
 		io_resume(e->cio);
 }
 
@@ -173,12 +174,24 @@ reply_server_timeout(struct smtp_engine *e, unsigned seconds)
 		io_set_timeout(e->sio, seconds * 1000u);
 }
 
+/*
+ * The upstream's timer runs exactly while we wait for the upstream: a
+ * reply owed, its TLS handshake, or room for message data.
+ */
+void
+reply_server_timer(struct smtp_engine *e)
+{
+	if (e->await == NULL && e->phase != SP_DATA && e->phase != SP_BDAT &&
+	    !(e->sio && io_in_handshake(e->sio)))
+		reply_server_timeout(e, 0);
+}
+
 /* Forward a command: the client's reply comes from the upstream. */
 void
 reply_forward(struct smtp_engine *e, enum pend_kind kind, unsigned flags, unsigned timeout,
     const char *fmt, ...)
 {
-	char line[SMTP_CMDLINE_MAX + 64];
+	char line[SMTP_AUTHLINE_MAX + 64];
 	va_list ap;
 	int n;
 
@@ -451,8 +464,7 @@ on_reply(struct smtp_engine *e, int code)
 		drop_after(e, p);
 		smtp_enter(e, SP_CLOSING);
 	}
-	if (e->await == NULL && e->phase != SP_DATA && e->phase != SP_BDAT)
-		reply_server_timeout(e, 0);
+	reply_server_timer(e);
 	reply_flush(e);
 	if (!smtp_stopped(e))
 		smtp_process_client(e);

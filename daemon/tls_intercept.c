@@ -395,6 +395,10 @@ tlsi_client_ready(struct smtp_engine *e)
 	e->flags |= EF_CLIENT_TLS;
 	io_set_timeout(e->cio, 0);
 	log_tls(e, e->cio, "client");
+	if (io_discarded(e->cio) > 0)
+		log_sid(LOG_LVL_WARN, e->id,
+		    "smtp starttls plaintext-discarded bytes=%llu (command injection?)",
+		    (unsigned long long)io_discarded(e->cio));
 	if (e->phase == SP_TLS_WAIT) {
 		smtp_enter(e, SP_COMMAND);
 		e->flags &= ~EF_GROUP_WAIT;

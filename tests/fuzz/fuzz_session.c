@@ -605,6 +605,20 @@ send_client(const uint8_t *s, size_t n)
 	}
 }
 
+/*
+ * After every event batch: reap, and check the liveness property -- every
+ * live session has a running timer, so no peer can pin it by silence.
+ */
+static void
+idle_check(void)
+{
+	session_reap();
+	if (session_unwatched() != 0) {
+		fprintf(stderr, "a live session has no running timer\n");
+		CHECK(0);
+	}
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -639,7 +653,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.eof = false;
 
 	ev_init();
-	ev_set_idle_hook(session_reap);
+	ev_set_idle_hook(idle_check);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, cp) == 0);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) == 0);
 	c.fd = cp[0];

@@ -246,12 +246,26 @@ start(const struct inspector *insp)
 	assert_int_equal(session_count(), 1);
 }
 
+/*
+ * After every event batch: reap, and check the liveness property (every
+ * live session has a running timer).  Counted, and checked in teardown.
+ */
+static unsigned unwatched_seen;
+
+static void
+idle_check(void)
+{
+	session_reap();
+	unwatched_seen += session_unwatched();
+}
+
 static int
 setup(void **state)
 {
 	config_defaults(&conf);
 	ev_init();
-	ev_set_idle_hook(session_reap);
+	ev_set_idle_hook(idle_check);
+	unwatched_seen = 0;
 	cli.len = cli.mark = srv.len = srv.mark = 0;
 	cli.eof = srv.eof = false;
 	return 0;
@@ -281,6 +295,8 @@ teardown(void **state)
 		fail_msg("the session did not end when both peers closed");
 	}
 	session_reap();
+	if (unwatched_seen)
+		fail_msg("a live session had no running timer (%u times)", unwatched_seen);
 	free(cli.buf);
 	free(srv.buf);
 	cli.buf = srv.buf = NULL;
@@ -1346,12 +1362,138 @@ test_upstream_garbage(void **state)
 	expect_eof(&cli);
 }
 
+/* ------------------------------------------------------- robustness */
+
+/*
+ * More locally answered commands than the pipelining depth in one write
+ * (an unauthenticated client can do this right after the greeting): every
+ * one is answered, in order, and the session goes on.  The engine once
+ * froze at the pending-reply cap with nothing left to wake it.
+ */
+static void
+test_pipelined_local_flood(void **state)
+{
+	char *flood, *want;
+	size_t n = 300, one = strlen("RCPT TO:<x@example.org>\r\n");
+	const char *r = "503 5.5.1 Error: need MAIL command\r\n";
+
+	start(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	flood = malloc(n * one + 1);
+	want = malloc(n * strlen(r) + 1);
+	assert_non_null(flood);
+	assert_non_null(want);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(flood + i * one, "RCPT TO:<x@example.org>\r\n", one);
+		memcpy(want + i * strlen(r), r, strlen(r));
+	}
+	send_all(&cli, flood, n * one);
+	expect(&cli, want, n * strlen(r));
+	free(flood);
+	free(want);
+	CSEND("QUIT\r\n");
+	EXPECT(&srv, "QUIT\r\n");
+	SSEND("221 2.0.0 Bye\r\n");
+	EXPECT(&cli, "221 2.0.0 Bye\r\n");
+	expect_eof(&cli);
+}
+
+/* The same flood, then the client closes: the session ends. */
+static void
+test_pipelined_local_flood_then_close(void **state)
+{
+	size_t n = 600, one = strlen("XYZZY\r\n");
+	char *flood = malloc(n * one);
+
+	start(NULL);
+	greet();
+	assert_non_null(flood);
+	for (size_t i = 0; i < n; i++)
+		memcpy(flood + i * one, "XYZZY\r\n", one);
+	send_all(&cli, flood, n * one);
+	free(flood);
+	shutdown(cli.fd, SHUT_WR);
+	expect_eof(&srv);
+	assert_int_equal(session_count(), 0);
+}
+
+static void
+long_b64(char *out, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = b64[(i * 7 + i / 64) % 64];
+	out[n] = '\0';
+}
+
+/*
+ * RFC 4954 4: an AUTH line with its initial response, and each SASL
+ * response, may be up to 12288 octets (GSSAPI, OAuth tokens).  They are
+ * relayed byte for byte; a longer one is refused as a long line.
+ */
+static void
+test_auth_long_lines(void **state)
+{
+	static char tok[12288], line[12400];
+	size_t n;
+
+	start(NULL);
+	ehlo("250-mx.example.com\r\n250-PIPELINING\r\n250 AUTH PLAIN XOAUTH2\r\n",
+	    "250-mx.example.com\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 AUTH PLAIN XOAUTH2\r\n");
+	/* "AUTH XOAUTH2 " + token + CRLF = 12288 octets */
+	long_b64(tok, 12288 - 13 - 2);
+	n = (size_t)snprintf(line, sizeof(line), "AUTH XOAUTH2 %s\r\n", tok);
+	assert_int_equal(n, 12288);
+	send_all(&cli, line, n);
+	expect(&srv, line, n);
+	SSEND("334 \r\n");
+	EXPECT(&cli, "334\r\n"); /* re-emitted canonically */
+	long_b64(tok, 12286);
+	n = (size_t)snprintf(line, sizeof(line), "%s\r\n", tok);
+	send_all(&cli, line, n);
+	expect(&srv, line, n);
+	SSEND("235 2.7.0 Authentication successful\r\n");
+	EXPECT(&cli, "235 2.7.0 Authentication successful\r\n");
+	/* other commands keep the general limit */
+	memset(line, 'a', 3000);
+	memcpy(line, "NOOP ", 5);
+	memcpy(line + 3000, "\r\n", 2);
+	send_all(&cli, line, 3002);
+	EXPECT(&cli, "500 5.5.2 Error: line too long\r\n");
+	expect_eof(&cli);
+	expect_quiet(&srv, 10);
+}
+
+/* An AUTH line over 12288 octets is refused, never relayed. */
+static void
+test_auth_too_long(void **state)
+{
+	static char tok[13000], line[13100];
+	size_t n;
+
+	start(NULL);
+	ehlo("250-mx.example.com\r\n250 AUTH PLAIN\r\n",
+	    "250-mx.example.com\r\n250-CHUNKING\r\n250 AUTH PLAIN\r\n");
+	long_b64(tok, 12288);
+	n = (size_t)snprintf(line, sizeof(line), "AUTH PLAIN %s\r\n", tok);
+	send_all(&cli, line, n);
+	EXPECT(&cli, "500 5.5.2 Error: line too long\r\n");
+	expect_eof(&cli);
+	expect_quiet(&srv, 10);
+	assert_false(received(&srv, "AUTH"));
+}
+
 int
 main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_greeting),
+		T(test_pipelined_local_flood),
+		T(test_pipelined_local_flood_then_close),
+		T(test_auth_long_lines),
+		T(test_auth_too_long),
 		T(test_greeting_multiline),
 		T(test_greeting_554),
 		T(test_greeting_421),
