@@ -59,6 +59,9 @@ ADDR = {
     # second addresses where nothing listens: for ScriptedServer
     "int-script": {4: "192.0.2.26", 6: "2001:db8:1::26"},
     "ext-script": {4: "198.51.100.26", 6: "2001:db8:2::26"},
+    # `testbed extra-segment add`: a host behind a gateway interface in no zone
+    "extra-client": {4: "203.0.113.10", 6: "2001:db8:3::10"},
+    "gw-extra0": {4: "203.0.113.1", 6: "2001:db8:3::1"},
 }
 
 
@@ -205,6 +208,13 @@ class Testbed:
 
     def start_gateway(self):
         self.cmd("start-gateway")
+
+    def gateway_kind(self):
+        """"netns" or "qemu": what `testbed up` chose."""
+        try:
+            return (self.path("state") / "gateway").read_text().strip()
+        except FileNotFoundError:
+            return os.environ.get("SMTPGW_TB_GATEWAY", "netns")
 
     def gateway_running(self):
         out = self.cmd("status", check=False).stdout
