@@ -123,14 +123,21 @@ FIELD_RE = re.compile(r'(?:^|\s)([a-z][a-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def log_fields(line):
-    """key=value fields of one log line, as a dict of strings."""
-    return {k: v.strip('"') for k, v in FIELD_RE.findall(line)}
+    """key=value fields of one log line, as a dict of strings; a quoted
+    value without its quotes, its escapes kept (log_unquote decodes them)."""
+    return {k: v[1:-1] if v.startswith('"') else v for k, v in FIELD_RE.findall(line)}
 
 
 def log_unquote(value):
-    """A logged value with the log's \\xHH escapes decoded
-    ('/CN\\x3dmx.ext.test' -> '/CN=mx.ext.test')."""
-    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    """A logged value as the peer sent it: the surrounding double quotes
+    gone (log_fields already strips them) and the escapes of a quoted
+    value decoded - \\" and \\\\, and \\xHH for other bytes
+    ('"/CN=a \\"b\\""' -> '/CN=a "b"', 'x\\x0d' -> 'x\\r')."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return re.sub(r'\\(x[0-9a-fA-F]{2}|["\\])',
+                  lambda m: chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x"
+                  else m.group(1), value)
 
 
 def split_hostport(value):
