@@ -45,4 +45,14 @@ void caps_parse(struct caps *up, const char *const *lines, const size_t *lens, i
 int caps_render(const struct caps *up, const struct smtp_limits *lim, const char *greeting,
     size_t greetlen, struct buf *out, struct caps *shown, bool offer_starttls);
 
+/*
+ * The capability flags as keyword names for logs, in the order of the
+ * defines above, comma-separated: "PIPELINING,SIZE,8BITMIME"; "-" for
+ * none; bits without a name as one hexadecimal number at the end
+ * ("DSN,0x200").  Pure.  CAPS_NAMES_SIZE always holds every flag; a
+ * smaller out is cut at a name and ends with "...".  Returns out.
+ */
+#define CAPS_NAMES_SIZE 128
+const char *caps_names(unsigned flags, char *out, size_t outlen);
+
 #endif
