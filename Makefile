@@ -6,7 +6,10 @@
 #       daemon (release, baseline x86-64) + kernel + initramfs + GPT disk
 #       image O/smtpgw.img, ready to flash (README.md, "The appliance")
 #   make initramfs   kernel and initramfs only (what the QEMU testbed boots)
-#   make daemon      the release build of smtpgw for the image
+#   make daemon      the release build of smtpgw for the image, installed
+#                    (meson install --destdir) into DAEMON_DEST: what the
+#                    initramfs takes (daemon, smtpgwctl, smtpgw-nft, the
+#                    ruleset template)
 #   make clean-image remove O
 #
 # PIN=FILE rebuilds the package versions of an earlier image's manifest
@@ -16,11 +19,14 @@
 BOARD ?= qemu-x86_64
 O ?= out/$(BOARD)
 DAEMON_BUILD ?= out/build-release
+DAEMON_DEST ?= $(DAEMON_BUILD)/destdir
 SSH_KEYS ?=
 PIN ?=
 
-SOURCES := $(shell find initramfs board/$(BOARD) -type f) \
-	scripts/smtpgwctl nftables/smtpgw-nft nftables/smtpgw.nft.in
+# The install tree is listed when the recursive make below parses this
+# file, i.e. after "daemon" has (re)installed it.
+SOURCES := $(shell find initramfs board/$(BOARD) -type f)
+INSTALLED := $(shell [ -d $(DAEMON_DEST) ] && find $(DAEMON_DEST) -type f)
 
 .PHONY: image initramfs daemon clean-image FORCE
 
@@ -30,15 +36,27 @@ image: initramfs
 initramfs: daemon
 	@$(MAKE) --no-print-directory $(O)/initrd.img
 
-$(O)/initrd.img: $(SOURCES) $(DAEMON_BUILD)/daemon/smtpgw $(if $(FORCE),FORCE)
-	initramfs/mkinitramfs -b $(BOARD) -o $(O) -d $(DAEMON_BUILD) $(if $(PIN),-p $(PIN))
+$(O)/initrd.img: $(SOURCES) $(INSTALLED) $(DAEMON_DEST)/usr/sbin/smtpgw $(if $(FORCE),FORCE)
+	initramfs/mkinitramfs -b $(BOARD) -o $(O) -i $(DAEMON_DEST) $(if $(PIN),-p $(PIN))
 
 # Release build for the image: generic x86-64 code (QEMU TCG and every
-# x86-64 box run it), never -march=native; no unit tests.
+# x86-64 box run it), never -march=native; no unit tests, no bench tools;
+# prefix /usr.  An existing build directory is brought to these options
+# (one made before the install tree was used has prefix /usr/local).  The
+# install tree is made afresh (nothing stale in it); meson install keeps
+# the files' times, so an unchanged tree does not rebuild the initramfs.
+DAEMON_OPTS = -Dprefix=/usr -Dtests=disabled -Dbench=false
+
 daemon:
 	@if [ ! -f $(DAEMON_BUILD)/build.ninja ]; then \
-		meson setup $(DAEMON_BUILD) --buildtype=release -Dtests=disabled >/dev/null; fi
+		meson setup $(DAEMON_BUILD) --buildtype=release $(DAEMON_OPTS) >/dev/null; \
+	else \
+		meson configure $(DAEMON_BUILD) $(DAEMON_OPTS) >/dev/null; fi
 	@ninja -C $(DAEMON_BUILD) >/dev/null
+	@rm -rf $(DAEMON_DEST)
+	@meson install -C $(DAEMON_BUILD) --destdir $(abspath $(DAEMON_DEST)) --no-rebuild --quiet
+	@[ -x $(DAEMON_DEST)/usr/sbin/smtpgw ] || \
+		{ echo "$(DAEMON_DEST): no usr/sbin/smtpgw (a build of prefix /usr?)" >&2; exit 1; }
 
 clean-image:
 	rm -rf $(O)

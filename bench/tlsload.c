@@ -32,7 +32,9 @@
  * SECURITY
  *	A benchmark tool for the testbed: it trusts what it is told to trust.
  */
+#ifndef _GNU_SOURCE /* meson passes it for the whole project */
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -27,7 +27,9 @@
  *	A benchmark tool for the testbed's private namespaces.  Bounded line
  *	length (1000) and read timeouts (300 s); no other limits.
  */
+#ifndef _GNU_SOURCE /* meson passes it for the whole project */
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>

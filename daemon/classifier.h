@@ -15,9 +15,15 @@
 
 struct classifier;
 
+/* Opens and binds queue queue_num (master, privileged); NULL with err set. */
 struct classifier *classifier_open(unsigned queue_num, char *err, size_t errlen);
 void classifier_close(struct classifier *q);
-/* Runs until *stop becomes non-zero; *reload asks to re-read the config. */
+/*
+ * Answers queued SYNs by c until *stop becomes non-zero (the child's
+ * signal handler sets it); 0 then, -1 when the queue socket fails.  The
+ * configuration never changes under a running classifier: a reload
+ * starts a new classifier child with the new one.
+ */
 int classifier_run(struct classifier *q, const struct config *c, volatile int *stop);
 
 #endif

@@ -2,7 +2,7 @@
  * classify - decide what happens to a new SMTP connection, from its SYN.
  *
  * Pure functions (no I/O), so the decision table is unit-tested and the
- * packet parser fuzzed.  The classifier process (nfq.c) feeds them the
+ * packet parser fuzzed.  The classifier process (classifier.c) feeds them the
  * ingress interface from the queue metadata, the egress interface from a
  * route lookup, and the addresses and port from the packet.
  *

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "mark.h"
 #include "util.h"
 
 enum section {
@@ -1036,9 +1037,9 @@ bool
 policy_covers_port(const struct conf_policy *p, uint16_t port)
 {
 	switch (p->tls_support) {
-	case TLS_SUPPORT_DISABLED: return port == 25;
-	case TLS_SUPPORT_ENABLED: return port == 25 || port == 465;
-	case TLS_SUPPORT_REQUIRED: return port == 465;
+	case TLS_SUPPORT_DISABLED: return port == MARK_PORT_SMTP;
+	case TLS_SUPPORT_ENABLED: return port == MARK_PORT_SMTP || port == MARK_PORT_SMTPS;
+	case TLS_SUPPORT_REQUIRED: return port == MARK_PORT_SMTPS;
 	}
 	return false;
 }

@@ -3,7 +3,7 @@
  *
  * The master parses the configuration, does the privileged setup (the
  * transparent listeners and the netfilter queue), then forks and
- * supervises its children: one classifier (nfq.c) and N workers
+ * supervises its children: one classifier (classifier.c) and N workers
  * (worker.c), each switched to the unprivileged user with a minimal
  * capability set (priv.h).  The master itself never touches network
  * input.  A child that dies is respawned; if the master dies, the children

@@ -15,6 +15,12 @@
  *   bit  1      MARK_UPSTREAM   SO_MARK of the daemon's own upstream sockets;
  *                               exempts them from masquerading, which would
  *                               silently undo source spoofing
+ *   bit  2      MARK_SMTP       set by the ruleset on every packet of forwarded
+ *                               SMTP (its queue chain); iptables-nft's NFQUEUE
+ *                               rule queues the SYNs that carry it where the
+ *                               kernel lacks the nft queue statement.  The
+ *                               classifier's verdict replaces the whole mark,
+ *                               so it never reaches a socket
  *   bits 4-5    decision        0 none, 1 intercept, 2 bypass, 3 reject
  *   bit  6      MARK_INBOUND    arrived on an external-zone interface
  *   bits 8-15   from-zone       zone index + 1 (0: unknown)
@@ -29,6 +35,7 @@
 
 #define MARK_TPROXY 0x1u
 #define MARK_UPSTREAM 0x2u
+#define MARK_SMTP 0x4u
 #define MARK_DECISION_MASK 0x30u
 #define MARK_DECISION_SHIFT 4
 #define MARK_INBOUND 0x40u
@@ -36,6 +43,13 @@
 #define MARK_POLICY_SHIFT 16
 /* The bits the ruleset saves into and restores from the conntrack mark. */
 #define MARK_CT_MASK 0x00ffff70u
+
+/*
+ * The TCP ports the ruleset steers (smtp_ports): SMTP, and SMTP over
+ * implicit TLS.  A policy's tls-support picks among these two.
+ */
+#define MARK_PORT_SMTP 25
+#define MARK_PORT_SMTPS 465
 
 enum decision {
 	DECISION_NONE = 0,

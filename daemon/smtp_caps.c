@@ -140,22 +140,55 @@ caps_render(const struct caps *up, const struct smtp_limits *lim, const char *gr
 	return 0;
 }
 
-const char *
-caps_names(unsigned flags, char *buf, size_t len)
+/* Append word (and the comma before it) if it fits with room for "...". */
+static bool
+names_add(char *out, size_t outlen, size_t *o, const char *word, bool *cut)
 {
+	size_t n = strlen(word) + (*o ? 1 : 0);
+
+	if (*cut)
+		return false;
+	if (*o + n + 4 > outlen) {
+		/* Keep "..." and the terminator room. */
+		*cut = true;
+		return false;
+	}
+	if (*o)
+		out[(*o)++] = ',';
+	memcpy(out + *o, word, strlen(word));
+	*o += strlen(word);
+	out[*o] = '\0';
+	return true;
+}
+
+const char *
+caps_names(unsigned flags, char *out, size_t outlen)
+{
+	unsigned rest = flags;
+	bool cut = false;
 	size_t o = 0;
 
-	FATAL_IF(len == 0);
-	buf[0] = '\0';
-	for (size_t k = 0; k < ARRAY_SIZE(known); k++) {
+	if (outlen == 0)
+		return out;
+	out[0] = '\0';
+	if (flags == 0) {
+		(void)strlcpy_checked(out, "-", outlen);
+		return out;
+	}
+	for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
 		if (!(flags & known[k].flag))
 			continue;
-		int n = snprintf(buf + o, len - o, "%s%s", o ? "," : "", known[k].kw);
-		if (n < 0 || (size_t)n >= len - o)
-			break; /* truncated at a name boundary */
-		o += (size_t)n;
+		rest &= ~known[k].flag;
+		(void)names_add(out, outlen, &o, known[k].kw, &cut);
 	}
-	if (o == 0)
-		snprintf(buf, len, "-");
-	return buf;
+	if (rest != 0) {
+		char hex[16];
+
+		snprintf(hex, sizeof(hex), "0x%x", rest);
+		(void)names_add(out, outlen, &o, hex, &cut);
+	}
+	if (cut && outlen >= 4) {
+		memcpy(out + o, "...", 4);
+	}
+	return out;
 }

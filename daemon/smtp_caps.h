@@ -46,9 +46,13 @@ int caps_render(const struct caps *up, const struct smtp_limits *lim, const char
     size_t greetlen, struct buf *out, struct caps *shown, bool offer_starttls);
 
 /*
- * The flag set as names for logs ("PIPELINING,SIZE,..."; "-" when empty),
- * truncated at a name boundary if buf is short.  Returns buf.
+ * The capability flags as keyword names for logs, in the order of the
+ * defines above, comma-separated: "PIPELINING,SIZE,8BITMIME"; "-" for
+ * none; bits without a name as one hexadecimal number at the end
+ * ("DSN,0x200").  Pure.  CAPS_NAMES_SIZE always holds every flag; a
+ * smaller out is cut at a name and ends with "...".  Returns out.
  */
-const char *caps_names(unsigned flags, char *buf, size_t len);
+#define CAPS_NAMES_SIZE 128
+const char *caps_names(unsigned flags, char *out, size_t outlen);
 
 #endif

@@ -285,7 +285,7 @@ on_ehlo(struct smtp_engine *e, struct pend *p, int code)
 	size_t lens[SMTP_REPLY_MAX_LINES] = { 0 };
 	int n;
 	struct buf out;
-	char up[120], shown[120];
+	char up[CAPS_NAMES_SIZE], shown[CAPS_NAMES_SIZE];
 
 	if (code != 250)
 		return true;

@@ -13,8 +13,8 @@ all chunks may come in one write (BDAT pipelines); a 300 KiB message in
 three chunks exceeds the converter's buffer.  Every chunk gets a 250.
 ext-mx's session summary shows which way it went (bdat=N or data=1).
 BDAT content that breaks the DATA rules (bare LF, NUL, a line over 998
-octets) must be refused the same way; forwarded as BDAT it is not (a
-refused whether forwarded as BDAT or converted).
+octets) is refused the same way as in DATA, whether it would have been
+forwarded as BDAT or converted.
 """
 
 import pytest

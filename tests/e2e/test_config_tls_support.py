@@ -20,6 +20,9 @@ import pytest
 from conftest import flow, random_lport
 from gwctl import gwctl, session_for, wait_reject  # noqa: F401 (fixture)
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 COVERS = {"disabled": {25}, "enabled": {25, 465}, "required": {465}}
 
 

@@ -13,6 +13,9 @@ import pytest
 
 from conftest import flow
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 
 @pytest.fixture
 def gateway_stopped(testbed):

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import flow
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 BODY = "inbound test\n.a line with a leading dot\nend\n"
 
 

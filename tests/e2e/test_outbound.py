@@ -13,6 +13,9 @@ import pytest
 
 from conftest import flow
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 BODY = "first line\n.starts with a dot\n..starts with two\nlast line\n"
 
 

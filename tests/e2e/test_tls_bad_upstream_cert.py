@@ -34,6 +34,9 @@ import pytest
 from conftest import (ADDR, flow, log_fields, new_token, random_lport, s_client,
                       x509_field, x509_verify)
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 KINDS = {  # kind: the class the gateway must find
     "self-signed": "untrusted-issuer",
     "unknown-ca": "untrusted-issuer",

@@ -20,7 +20,12 @@ afterwards.
 import re
 import time
 
+import pytest
+
 from conftest import ADDR, LOG_TIMEOUT, log_fields, new_token, tail
+
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
 
 
 def wait_maillog(tb, host, offset, pattern, timeout=30.0):

@@ -19,6 +19,9 @@ import pytest
 
 from conftest import ADDR, s_client, x509_field, x509_sans, x509_text, x509_verify
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 CASES = {
     "starttls-25": dict(port=25, starttls="smtp"),
     "implicit-465": dict(port=465),

@@ -19,6 +19,9 @@ import pytest
 
 from conftest import flow, log_fields, log_unquote, new_token, random_lport
 
+# Also run against the QEMU appliance (scripts/test: pytest -m qemu).
+pytestmark = pytest.mark.qemu
+
 MODES = {
     "starttls-25": ["-tls"],
     "implicit-465": ["--port", "465", "-tlsc"],

@@ -1,7 +1,8 @@
 /*
  * test_mark - the classification mark: encoding, decoding, and agreement
- * with the literal masks in nftables/smtpgw.nft.in (the ruleset cannot
- * include mark.h, so this test is what keeps the two from drifting).
+ * with the defines of nftables/smtpgw.nft.in and the values in smtpgw-nft
+ * (the ruleset cannot include mark.h, so this test is what keeps them from
+ * drifting).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -114,7 +115,10 @@ test_decision_bits(void **state)
 	assert_int_equal(DECISION_REJECT << MARK_DECISION_SHIFT, 0x30);
 	/* The fields do not overlap each other or the routing bits. */
 	assert_int_equal(MARK_DECISION_MASK & (MARK_TPROXY | MARK_UPSTREAM | MARK_INBOUND), 0);
-	assert_int_equal(MARK_CT_MASK & (MARK_TPROXY | MARK_UPSTREAM), 0);
+	assert_int_equal(MARK_CT_MASK & (MARK_TPROXY | MARK_UPSTREAM | MARK_SMTP), 0);
+	/* MARK_SMTP is not part of the classification, nor a routing bit. */
+	assert_int_equal(MARK_SMTP & (MARK_TPROXY | MARK_UPSTREAM | MARK_DECISION_MASK |
+	    MARK_INBOUND), 0);
 	assert_int_equal(MARK_CT_MASK, MARK_DECISION_MASK | MARK_INBOUND |
 	    0xffu << MARK_ZONE_SHIFT | 0xffu << MARK_POLICY_SHIFT);
 
@@ -164,48 +168,127 @@ expect_line(const char *text, const char *path, const char *needle)
 		    needle);
 }
 
+/*
+ * The value of "define NAME = VALUE" at the start of a line, up to the
+ * comment; NULL when the template has no such define.
+ */
+static const char *
+nft_define(const char *text, const char *name, char *buf, size_t len)
+{
+	char key[64];
+	size_t klen;
+
+	klen = (size_t)snprintf(key, sizeof(key), "\ndefine %s = ", name);
+	for (const char *p = text; (p = strstr(p, key)) != NULL; p++) {
+		const char *v = p + klen, *end = v;
+		size_t n;
+
+		while (*end != '\0' && *end != '\n' && *end != '#')
+			end++;
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		n = (size_t)(end - v);
+		if (n >= len)
+			fail_msg("define %s: value too long", name);
+		memcpy(buf, v, n);
+		buf[n] = '\0';
+		return buf;
+	}
+	return NULL;
+}
+
 static void
-test_nft_agrees(void **state)
+expect_define(const char *text, const char *path, const char *name, const char *want)
+{
+	char buf[128];
+	const char *got = nft_define(text, name, buf, sizeof(buf));
+
+	if (got == NULL)
+		fail_msg("%s: no \"define %s\" (mark.h has %s)", path, name, want);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: define %s = %s, mark.h says %s", path, name, got, want);
+}
+
+/* The defines are mark.h's values, written the way the template writes them. */
+static void
+test_nft_defines(void **state)
 {
 	const char *path = SMTPGW_SRCDIR "/nftables/smtpgw.nft.in";
 	char *text = slurp(path);
-	char s[160];
+	char want[64];
 
-	/* Decision masks and values, rendered from mark.h / mark_encode. */
-	snprintf(s, sizeof(s), "meta mark & 0x%02x == 0x%02x accept", MARK_DECISION_MASK,
-	    decision_mark(DECISION_BYPASS));
-	expect_line(text, path, s);
-	snprintf(s, sizeof(s), "meta mark & 0x%02x == 0x%02x meta nfproto ipv4",
-	    MARK_DECISION_MASK, decision_mark(DECISION_INTERCEPT));
-	expect_line(text, path, s);
-	snprintf(s, sizeof(s), "meta mark & 0x%02x == 0x%02x meta nfproto ipv6",
-	    MARK_DECISION_MASK, decision_mark(DECISION_INTERCEPT));
-	expect_line(text, path, s);
-	snprintf(s, sizeof(s), "ct mark & 0x%02x != 0x%02x reject", MARK_DECISION_MASK,
-	    decision_mark(DECISION_BYPASS));
-	expect_line(text, path, s);
-
-	/* The conntrack save / restore mask. */
-	snprintf(s, sizeof(s), "ct mark set meta mark & 0x%08x", MARK_CT_MASK);
-	expect_line(text, path, s);
-	snprintf(s, sizeof(s), "meta mark set ct mark & 0x%08x", MARK_CT_MASK);
-	expect_line(text, path, s);
-
-	/* Local delivery bit. */
-	snprintf(s, sizeof(s), "meta mark set meta mark | 0x%x", MARK_TPROXY);
-	expect_line(text, path, s);
-
-	/* And nothing else: every "mark & 0x..." uses one of the two masks. */
-	for (const char *p = text; (p = strstr(p, "mark & 0x")) != NULL; p++) {
-		unsigned long v = strtoul(p + strlen("mark & "), NULL, 16);
-
-		if (v != MARK_DECISION_MASK && v != MARK_CT_MASK)
-			fail_msg("%s: unexpected mask 0x%lx near \"%.40s\"", path, v, p);
-	}
+	snprintf(want, sizeof(want), "0x%x", MARK_TPROXY);
+	expect_define(text, path, "mark_tproxy", want);
+	snprintf(want, sizeof(want), "0x%x", MARK_SMTP);
+	expect_define(text, path, "mark_smtp", want);
+	snprintf(want, sizeof(want), "0x%x", MARK_DECISION_MASK);
+	expect_define(text, path, "mark_decision", want);
+	snprintf(want, sizeof(want), "0x%x", decision_mark(DECISION_NONE));
+	expect_define(text, path, "decision_none", want);
+	snprintf(want, sizeof(want), "0x%x", decision_mark(DECISION_INTERCEPT));
+	expect_define(text, path, "decision_intercept", want);
+	snprintf(want, sizeof(want), "0x%x", decision_mark(DECISION_BYPASS));
+	expect_define(text, path, "decision_bypass", want);
+	snprintf(want, sizeof(want), "0x%x", decision_mark(DECISION_REJECT));
+	expect_define(text, path, "decision_reject", want);
+	snprintf(want, sizeof(want), "0x%08x", MARK_CT_MASK);
+	expect_define(text, path, "mark_ct", want);
+	snprintf(want, sizeof(want), "{ %d, %d }", MARK_PORT_SMTP, MARK_PORT_SMTPS);
+	expect_define(text, path, "smtp_ports", want);
 	free(text);
 }
 
-/* The policy routing rule in smtpgw-nft matches the local delivery bit. */
+/*
+ * The rules use the names, never a number of their own: outside the
+ * define lines and comments no "0x" appears, and the rules that carry the
+ * design are there.
+ */
+static void
+test_nft_rules_use_defines(void **state)
+{
+	const char *path = SMTPGW_SRCDIR "/nftables/smtpgw.nft.in";
+	char *text = slurp(path);
+	int lineno = 0;
+
+	for (char *line = text, *next; line != NULL; line = next) {
+		char *hash;
+
+		lineno++;
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		if (strncmp(line, "define ", 7) == 0)
+			continue;
+		if ((hash = strchr(line, '#')) != NULL)
+			*hash = '\0';
+		if (strstr(line, "0x") != NULL)
+			fail_msg("%s:%d: a literal mark value; use a define: %s", path, lineno, line);
+		if (strstr(line, " 25") != NULL || strstr(line, "465") != NULL)
+			fail_msg("%s:%d: a literal SMTP port; use $smtp_ports: %s", path, lineno, line);
+	}
+	free(text);
+
+	text = slurp(path);
+	/* The queue chain is in the template: the match once, the queue. */
+	expect_line(text, path, "tcp dport $smtp_ports fib daddr type != local "
+	    "meta mark set meta mark | $mark_smtp\n");
+	expect_line(text, path, "\n@NATIVE@\t\tmeta mark & $mark_smtp == $mark_smtp "
+	    "tcp flags & (fin | syn | rst | ack) == syn queue flags bypass to $queue_num\n");
+	/* Conntrack save / restore. */
+	expect_line(text, path, "ct mark set meta mark & $mark_ct\n");
+	expect_line(text, path, "meta mark set ct mark & $mark_ct\n");
+	/* Bypass forwards, intercept goes to the listener, the rest is reset. */
+	expect_line(text, path, "meta mark & $mark_decision == $decision_bypass accept\n");
+	expect_line(text, path, "meta mark & $mark_decision == $decision_intercept meta nfproto ipv4");
+	expect_line(text, path, "meta mark & $mark_decision == $decision_intercept meta nfproto ipv6");
+	expect_line(text, path, "\t\treject with tcp reset\n");
+	/* Second layer: any forwarded SMTP without a bypass verdict. */
+	expect_line(text, path, "\t\ttcp dport $smtp_ports ct mark & $mark_decision != "
+	    "$decision_bypass reject with tcp reset\n");
+	free(text);
+}
+
+/* smtpgw-nft: the policy routing bit and the mark its NFQUEUE rule matches. */
 static void
 test_nft_script_agrees(void **state)
 {
@@ -213,8 +296,12 @@ test_nft_script_agrees(void **state)
 	char *text = slurp(path);
 	char s[64];
 
-	snprintf(s, sizeof(s), "fwmark 0x%x/0x%x iif", MARK_TPROXY, MARK_TPROXY);
+	snprintf(s, sizeof(s), "\nMARK_TPROXY=0x%x\t", MARK_TPROXY);
 	expect_line(text, path, s);
+	snprintf(s, sizeof(s), "\nMARK_SMTP=0x%x\n", MARK_SMTP);
+	expect_line(text, path, s);
+	expect_line(text, path, "fwmark $MARK_TPROXY/$MARK_TPROXY iif");
+	expect_line(text, path, "-m mark --mark $MARK_SMTP/$MARK_SMTP");
 	free(text);
 }
 
@@ -227,7 +314,8 @@ main(void)
 		cmocka_unit_test(test_index_overflow),
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_decision_bits),
-		cmocka_unit_test(test_nft_agrees),
+		cmocka_unit_test(test_nft_defines),
+		cmocka_unit_test(test_nft_rules_use_defines),
 		cmocka_unit_test(test_nft_script_agrees),
 	};
 

@@ -363,6 +363,92 @@ test_render_each(void **state)
 	}
 }
 
+/* ---- caps_names: flags as names for logs ---- */
+
+static const struct {
+	unsigned flags;
+	size_t outlen;
+	const char *want;
+} names_cases[] = {
+	{0, CAPS_NAMES_SIZE, "-"},
+	{CAP_PIPELINING, CAPS_NAMES_SIZE, "PIPELINING"},
+	{CAP_SIZE | CAP_PIPELINING | CAP_8BITMIME, CAPS_NAMES_SIZE, "PIPELINING,SIZE,8BITMIME"},
+	{CAP_STARTTLS | CAP_DSN, CAPS_NAMES_SIZE, "DSN,STARTTLS"},
+	/* Everything, in the defines' order (what "upstream=0x1ff" meant). */
+	{0x1ff, CAPS_NAMES_SIZE,
+	    "PIPELINING,SIZE,8BITMIME,SMTPUTF8,ENHANCEDSTATUSCODES,DSN,CHUNKING,AUTH,STARTTLS"},
+	{0x17f, CAPS_NAMES_SIZE,
+	    "PIPELINING,SIZE,8BITMIME,SMTPUTF8,ENHANCEDSTATUSCODES,DSN,CHUNKING,STARTTLS"},
+	/* Bits without a name: one number at the end. */
+	{CAP_DSN | 0x200 | 0x8000, CAPS_NAMES_SIZE, "DSN,0x8200"},
+	{0xfffffe00u, CAPS_NAMES_SIZE, "0xfffffe00"},
+	{0xffffffffu, CAPS_NAMES_SIZE,
+	    "PIPELINING,SIZE,8BITMIME,SMTPUTF8,ENHANCEDSTATUSCODES,DSN,CHUNKING,AUTH,STARTTLS,"
+	    "0xfffffe00"},
+	/* Cut at a name, "..." at the end, never past outlen. */
+	{CAP_PIPELINING | CAP_SIZE | CAP_8BITMIME, 20, "PIPELINING,SIZE..."},
+	{CAP_PIPELINING | CAP_SIZE | CAP_8BITMIME, 19, "PIPELINING,SIZE..."},
+	{CAP_PIPELINING | CAP_SIZE | CAP_8BITMIME, 18, "PIPELINING..."},
+	{CAP_PIPELINING | CAP_SIZE, 16, "PIPELINING..."},
+	{CAP_PIPELINING | CAP_SIZE, 14, "PIPELINING..."},
+	{CAP_PIPELINING | CAP_SIZE, 13, "..."},
+	{CAP_PIPELINING, 4, "..."},
+	{CAP_PIPELINING, 3, ""},
+	{CAP_PIPELINING, 1, ""},
+	{0, 1, ""},
+	{0, 2, "-"},
+};
+
+static void
+test_names(void **state)
+{
+	char out[CAPS_NAMES_SIZE + 8];
+
+	for (size_t i = 0; i < N(names_cases); i++) {
+		memset(out, 'Z', sizeof(out));
+		assert_ptr_equal(caps_names(names_cases[i].flags, out, names_cases[i].outlen), out);
+		if (strcmp(out, names_cases[i].want) != 0)
+			fail_msg("case %zu: got \"%s\", expected \"%s\"", i, out, names_cases[i].want);
+		assert_int_equal(out[names_cases[i].outlen], 'Z');
+	}
+}
+
+/* Every flag value fits whole in CAPS_NAMES_SIZE; no ',' doubled or trailing. */
+static void
+test_names_fit(void **state)
+{
+	char out[CAPS_NAMES_SIZE];
+
+	for (unsigned f = 0; f < 0x400; f++) {
+		unsigned flags = f | (f & 0x200 ? 0xfffffc00u : 0);
+		size_t n;
+
+		caps_names(flags, out, sizeof(out));
+		n = strlen(out);
+		assert_true(n > 0);
+		assert_null(strstr(out, "..."));
+		assert_null(strstr(out, ",,"));
+		assert_true(out[0] != ',' && out[n - 1] != ',');
+	}
+}
+
+/* What caps_render shows is what caps_names names. */
+static void
+test_names_of_rendered(void **state)
+{
+	const char *lines[] = { "mx", "PIPELINING", "SIZE 1000", "8BITMIME", "XCLIENT ADDR",
+		"DSN" };
+	struct caps up, shown;
+	char out[1024], names[CAPS_NAMES_SIZE];
+
+	parse(&up, lines, (int)N(lines));
+	render(&up, &conf.smtp, "mx", out, sizeof(out), &shown);
+	assert_string_equal(caps_names(up.flags, names, sizeof(names)),
+	    "PIPELINING,SIZE,8BITMIME,DSN");
+	assert_string_equal(caps_names(shown.flags, names, sizeof(names)),
+	    "PIPELINING,SIZE,8BITMIME,DSN,CHUNKING");
+}
+
 int
 main(void)
 {
@@ -376,6 +462,9 @@ main(void)
 		cmocka_unit_test(test_render_starttls),
 		cmocka_unit_test(test_render_greeting),
 		cmocka_unit_test(test_render_each),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_names_fit),
+		cmocka_unit_test(test_names_of_rendered),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
