@@ -85,7 +85,7 @@ cmd_refuse(struct smtp_engine *e, const struct smtp_cmd *cmd, const char *reply)
 {
 	char word[40];
 
-	log_sid(LOG_LVL_INFO, e->id, "smtp refused command=%s reply=\"%.3s\"",
+	log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id, "smtp refused command=%s reply=\"%.3s\"",
 	    log_quote(word, sizeof(word), cmd->word, strlen(cmd->word)), reply);
 	reply_local(e, 0, reply);
 }
@@ -373,7 +373,8 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 
 	if (smtp_cmd_parse(line, len, &cmd, &err) < 0) {
 		char word[40];
-		log_sid(LOG_LVL_INFO, e->id, "smtp refused command=%s reply=\"%.3s\"",
+		log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id,
+		    "smtp refused command=%s reply=\"%.3s\"",
 		    log_quote(word, sizeof(word), line, len < 8 ? len : 8), err);
 		reply_local(e, 0, err);
 		/* A BDAT we cannot size leaves us unable to find the next command. */
@@ -385,7 +386,9 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 		return;
 	}
 	if (cmd.verb == SMTP_HTTP) {
-		log_sid(LOG_LVL_WARN, e->id, "smtp refused command=%s reason=http", cmd.word);
+		char word[40];
+		log_sid(LOG_LVL_WARN, e->id, "smtp refused command=%s reason=http",
+		    log_quote_str(word, sizeof(word), cmd.word));
 		reply_local(e, 0, "500 5.5.1 Error: this is an SMTP server, not HTTP");
 		smtp_enter(e, SP_CLOSING);
 		return;
@@ -505,7 +508,7 @@ cmd_input(struct smtp_engine *e)
 		if (st == SMTP_LINE_PARTIAL)
 			break;
 		if (st == SMTP_LINE_TOOLONG) {
-			log_sid(LOG_LVL_INFO, e->id, "smtp refused reason=line-too-long");
+			log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id, "smtp refused reason=line-too-long");
 			reply_local(e, 0, "500 5.5.2 Error: line too long");
 			smtp_enter(e, SP_CLOSING);
 			buf_reset(in);
@@ -516,7 +519,7 @@ cmd_input(struct smtp_engine *e)
 		/* A new command arrived complete: the wait for the next one starts over. */
 		ev_timer_cancel(&e->ctimer);
 		if (st == SMTP_LINE_BARE_LF) {
-			log_sid(LOG_LVL_INFO, e->id, "smtp refused reason=bare-lf");
+			log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id, "smtp refused reason=bare-lf");
 			reply_local(e, 0, "500 5.5.2 Error: bare LF in command line");
 			continue;
 		}

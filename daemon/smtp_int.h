@@ -23,6 +23,7 @@
 #include "ev.h"
 #include "inspect.h"
 #include "io.h"
+#include "log.h"
 #include "smtp_caps.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -175,6 +176,7 @@ struct smtp_engine {
 	struct smtp_txn txn;
 	const struct inspector *insp;
 	struct ev_timer ctimer;  /* how long we wait for the client */
+	struct log_limit loglim; /* lines a client can provoke at will are rate-limited */
 
 	/* TLS interception */
 	char sni[256];      /* the client's SNI, mirrored upstream */

@@ -122,16 +122,20 @@ inspect_end(struct smtp_engine *e, struct inspect_result *res)
 
 /* ---------------------------------------------------------------- logs */
 
+/* Room for txn_note(): the quoted sender path and three numbers. */
+#define TXN_NOTE_MAX (LOG_QUOTE_SIZE(SMTP_PATH_MAX + 2) + 100)
+
 /* "from=<...> rcpts=N accepted=N size=N" of the current transaction. */
 static void
 txn_note(struct smtp_engine *e, char *buf, size_t len)
 {
 	const struct smtp_txn *t = &e->txn;
-	char from[200];
+	char path[SMTP_PATH_MAX + 3], from[LOG_QUOTE_SIZE(SMTP_PATH_MAX + 2)];
 
-	log_quote(from, sizeof(from), t->mail_from ? t->mail_from : "",
-	    t->mail_from ? strlen(t->mail_from) : 0);
-	snprintf(buf, len, "from=<%s> rcpts=%u accepted=%u size=%llu", from, t->nrcpts,
+	/* The whole <path> is one value: quoted as a whole when it must be. */
+	snprintf(path, sizeof(path), "<%s>", t->mail_from ? t->mail_from : "");
+	log_quote_str(from, sizeof(from), path);
+	snprintf(buf, len, "from=%s rcpts=%u accepted=%u size=%llu", from, t->nrcpts,
 	    t->naccepted, (unsigned long long)t->framer.size + t->msg_bytes);
 }
 
@@ -147,7 +151,7 @@ msg_log_result(struct smtp_engine *e, const char *result, const char *note, cons
 static void
 log_message(struct smtp_engine *e, const char *result, const char *reply)
 {
-	char note[300];
+	char note[TXN_NOTE_MAX];
 
 	txn_note(e, note, sizeof(note));
 	msg_log_result(e, result, note, reply);
@@ -207,7 +211,7 @@ msg_end(struct smtp_engine *e, struct pend *carrier, const char *enddata)
 	 * needs rides on the entry that waits for the upstream's verdict.
 	 */
 	if (e->tail && e->tail->kind == PK_DATAEND) {
-		char note[300];
+		char note[TXN_NOTE_MAX];
 
 		txn_note(e, note, sizeof(note));
 		e->tail->note = xstrdup(note);

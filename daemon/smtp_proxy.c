@@ -190,6 +190,8 @@ smtp_timer_armed(const struct smtp_engine *e)
 void
 smtp_stop(struct smtp_engine *e)
 {
+	if (!(e->flags & EF_STOPPED))
+		log_limit_flush(&e->loglim, e->id);
 	e->flags |= EF_STOPPED;
 	ev_timer_cancel(&e->ctimer);
 }
