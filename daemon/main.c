@@ -209,7 +209,7 @@ signer_child_cleanup(void)
 
 /* Runs in the child; never returns. */
 static void NORETURN
-child_run(enum role role, struct gen *g, int ready_fd)
+child_run(enum role role, struct gen *g, int ready_fd, bool standby)
 {
 	char err[256];
 	sigset_t none;
@@ -259,13 +259,13 @@ child_run(enum role role, struct gen *g, int ready_fd)
 	(void)!write(ready_fd, "w", 1);
 	close(ready_fd);
 	/* worker_main blocks the signals it handles through its signalfd */
-	rc = worker_main(g->conf, lfds, 2);
+	rc = worker_main(g->conf, lfds, 2, standby);
 	_exit(rc < 0 ? 1 : 0);
 }
 
-/* Fork one child of generation g; its table slot, or -1. */
+/* Fork one child of generation g (a worker on standby: see worker.h); its table slot, or -1. */
 static int
-spawn(enum role role, struct gen *g, int ready_fd)
+spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 {
 	int slot = -1;
 	pid_t pid;
@@ -286,7 +286,7 @@ spawn(enum role role, struct gen *g, int ready_fd)
 	}
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
-		child_run(role, g, ready_fd);
+		child_run(role, g, ready_fd, standby);
 	}
 	children[slot].pid = pid;
 	children[slot].role = role;
@@ -327,7 +327,7 @@ kill_batch(const int *slots, unsigned n)
  * reported ready; on failure the ones started are stopped again.
  */
 static int
-spawn_ready(struct gen *g, enum role role, unsigned n)
+spawn_ready(struct gen *g, enum role role, unsigned n, bool standby)
 {
 	int p[2], slots[MAX_CHILDREN];
 	unsigned got = 0, started = 0;
@@ -336,7 +336,7 @@ spawn_ready(struct gen *g, enum role role, unsigned n)
 	if (n > MAX_CHILDREN || pipe2(p, O_CLOEXEC) < 0)
 		return -1;
 	for (; started < n; started++)
-		if ((slots[started] = spawn(role, g, p[1])) < 0)
+		if ((slots[started] = spawn(role, g, p[1], standby)) < 0)
 			break;
 	close(p[1]);
 	while (started == n && got < n) {
@@ -570,7 +570,8 @@ reload(const char *path, char *why, size_t whylen)
 	ng = gen_build(nc, old->id + 1, old->tls.leaf_key, err, sizeof(err));
 	if (ng == NULL)
 		goto rejected;
-	if (spawn_ready(ng, ROLE_WORKER, worker_count(nc)) < 0) {
+	/* Ready, but polling no listener until the switch (worker.h, standby). */
+	if (spawn_ready(ng, ROLE_WORKER, worker_count(nc), true) < 0) {
 		snprintf(err, sizeof(err), "the new workers did not start (see the log)");
 		gen_free(ng);
 		goto rejected;
@@ -583,8 +584,8 @@ reload(const char *path, char *why, size_t whylen)
 			child_gone(i);
 		}
 	}
-	if (spawn_ready(ng, ROLE_CLASSIFIER, 1) < 0) {
-		/* Back to the old one; the new workers go. */
+	if (spawn_ready(ng, ROLE_CLASSIFIER, 1, false) < 0) {
+		/* Back to the old one; the new workers, which never accepted, go. */
 		for (int i = 0; i < MAX_CHILDREN; i++)
 			if (children[i].pid > 0 && children[i].gen == ng) {
 				kill(children[i].pid, SIGKILL);
@@ -592,7 +593,7 @@ reload(const char *path, char *why, size_t whylen)
 				child_gone(i);
 			}
 		gen_free(ng);
-		if (spawn_ready(old, ROLE_CLASSIFIER, 1) < 0) {
+		if (spawn_ready(old, ROLE_CLASSIFIER, 1, false) < 0) {
 			log_err("reload failed: neither the new nor the old classifier started");
 			snprintf(why, whylen, "the new classifier did not start, nor the old one again "
 			    "(see the log); SMTP is refused until a restart");
@@ -601,7 +602,13 @@ reload(const char *path, char *why, size_t whylen)
 		snprintf(err, sizeof(err), "the new classifier did not start (see the log)");
 		goto rejected;
 	}
-	/* From here on the new generation serves: the old workers finish their sessions. */
+	/*
+	 * The switch: the new workers start accepting, then the old ones stop
+	 * and finish their sessions (no moment without a worker accepting).
+	 */
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].pid > 0 && children[i].gen == ng && children[i].role == ROLE_WORKER)
+			kill(children[i].pid, SIGHUP);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		if (children[i].pid > 0 && children[i].gen == old && !children[i].draining) {
 			children[i].draining = true;
@@ -707,7 +714,7 @@ supervise(const char *path)
 				}
 				int p[2];
 				if (pipe2(p, O_CLOEXEC) == 0) {
-					if (spawn(role, cur, p[1]) >= 0) {
+					if (spawn(role, cur, p[1], false) >= 0) {
 						st.respawns++;
 						log_info("master respawned role=%s",
 						    role == ROLE_CLASSIFIER ? "classify" : "worker");
@@ -845,8 +852,8 @@ main(int argc, char **argv)
 	    SMTPGW_VERSION, path, conf->listen_port, conf->queue, worker_count(conf),
 	    conf->spoof_source ? "yes" : "no");
 
-	if (spawn_ready(cur, ROLE_WORKER, worker_count(conf)) < 0 ||
-	    spawn_ready(cur, ROLE_CLASSIFIER, 1) < 0) {
+	if (spawn_ready(cur, ROLE_WORKER, worker_count(conf), false) < 0 ||
+	    spawn_ready(cur, ROLE_CLASSIFIER, 1, false) < 0) {
 		signal_children(SIGTERM, false);
 		wait_children(2000);
 		while (gens)

@@ -37,6 +37,7 @@ static struct ev_fd listeners[WORKER_MAX_LISTENERS];
 static int n_listeners;
 static struct ev_fd sigev;
 static bool draining;
+static bool standby; /* listeners known, not polled until SIGHUP */
 /*
  * A descriptor held in reserve: when the table is full it is closed to
  * accept one waiting connection, tell it 421 and close it, so a client
@@ -91,7 +92,7 @@ resume_cb(struct ev_timer *t)
 {
 	(void)t;
 	paused = false;
-	if (draining)
+	if (draining || standby)
 		return;
 	for (int i = 0; i < n_listeners; i++)
 		ev_fd_mod(&listeners[i], EPOLLIN | EPOLLEXCLUSIVE);
@@ -247,6 +248,14 @@ signal_cb(struct ev_fd *e, uint32_t revents)
 		case SIGUSR2: /* passed on by the master */
 			log_certcache("signal");
 			break;
+		case SIGHUP: /* from the master: our generation is live */
+			if (standby && !draining) {
+				standby = false;
+				for (int i = 0; i < n_listeners; i++)
+					ev_fd_mod(&listeners[i], EPOLLIN | EPOLLEXCLUSIVE);
+				log_info("worker live listeners=%d", n_listeners);
+			}
+			break;
 		default:
 			break;
 		}
@@ -254,7 +263,7 @@ signal_cb(struct ev_fd *e, uint32_t revents)
 }
 
 int
-worker_main(const struct config *c, const int *lfds, int nlfds)
+worker_main(const struct config *c, const int *lfds, int nlfds, bool on_standby)
 {
 	sigset_t set;
 	int sfd;
@@ -279,12 +288,16 @@ worker_main(const struct config *c, const int *lfds, int nlfds)
 		fatal("signalfd: %s", strerror(errno));
 	ev_fd_add(&sigev, sfd, EPOLLIN, signal_cb);
 
+	standby = on_standby;
 	for (int i = 0; i < nlfds && i < WORKER_MAX_LISTENERS; i++) {
 		if (lfds[i] < 0)
 			continue;
 		ev_fd_add(&listeners[n_listeners++], lfds[i], EPOLLIN | EPOLLEXCLUSIVE, listener_cb);
+		if (standby)
+			ev_fd_del(&listeners[n_listeners - 1]);
 	}
-	log_info("worker ready listeners=%d max_sessions=%u", n_listeners, c->max_sessions);
+	log_info("worker ready listeners=%d max_sessions=%u%s", n_listeners, c->max_sessions,
+	    standby ? " standby=yes" : "");
 	ev_loop();
 	session_reap();
 	return 0;
