@@ -58,8 +58,6 @@ refuse_now(int fd, const char *reply)
 	close(fd);
 }
 
-static void listener_cb(struct ev_fd *e, uint32_t revents);
-
 static void
 reserve_take(void)
 {
