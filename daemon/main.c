@@ -114,9 +114,11 @@ usage(FILE *f)
 	    "Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (sessions in\n"
 	    "progress finish under the configuration they started with); SIGUSR2\n"
 	    "rewrites the status file and makes every worker log its counters.\n"
-	    "Must start as root (or with CAP_NET_ADMIN); children run as the configured\n"
-	    "user with only CAP_NET_ADMIN (classifier) or CAP_NET_RAW (workers, when\n"
-	    "spoof-source is on).\n");
+	    "Must start as root (or with CAP_NET_ADMIN); children run as their role's\n"
+	    "user (user, signer-user, classifier-user) with only CAP_NET_ADMIN\n"
+	    "(classifier) or CAP_NET_RAW (workers, when spoof-source is on).  A reload\n"
+	    "builds the new generation (TLS material, signer, workers) before it\n"
+	    "touches the running one; -t loads everything a reload loads.\n");
 }
 
 static void
