@@ -82,6 +82,10 @@ config_defaults(struct config *c)
 	c->queue = 0;
 	c->workers = 0; /* one per online CPU */
 	snprintf(c->user, sizeof(c->user), "nobody");
+	snprintf(c->signer_user, sizeof(c->signer_user), "%s", CONF_DEFAULT_SIGNER_USER);
+	snprintf(c->classifier_user, sizeof(c->classifier_user), "%s",
+	    CONF_DEFAULT_CLASSIFIER_USER);
+	c->signer_rate_limit = CONF_DEFAULT_SIGNER_RATE;
 	c->spoof_source = true;
 	c->connect_timeout = 30;
 	c->max_sessions = 2000;
@@ -398,11 +402,22 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (parse_uint(p, k, v, 0, 64, &n) < 0)
 			return -1;
 		c->workers = (unsigned)n;
-	} else if (!strcmp(k, "user")) {
+	} else if (!strcmp(k, "user") || !strcmp(k, "signer-user") ||
+	    !strcmp(k, "classifier-user")) {
+		char *dst = !strcmp(k, "user") ? c->user
+		    : !strcmp(k, "signer-user") ? c->signer_user : c->classifier_user;
 		/* system users may start with '_' (_smtpgw) */
-		if (!valid_name(v[0] == '_' ? v + 1 : v, sizeof(c->user) - 1))
-			return perr(p, p->line, "user: \"%s\" is not a valid user name", v);
-		snprintf(c->user, sizeof(c->user), "%s", v);
+		if (!valid_name(v[0] == '_' ? v + 1 : v, CONF_NAME_MAX - 1))
+			return perr(p, p->line, "%s: \"%s\" is not a valid user name", k, v);
+		snprintf(dst, CONF_NAME_MAX, "%s", v);
+		if (dst == c->signer_user)
+			c->signer_user_set = true;
+		else if (dst == c->classifier_user)
+			c->classifier_user_set = true;
+	} else if (!strcmp(k, "signer-rate-limit")) {
+		if (parse_uint(p, k, v, 0, 1000000, &n) < 0)
+			return -1;
+		c->signer_rate_limit = (unsigned)n;
 	} else if (!strcmp(k, "spoof-source")) {
 		return parse_bool(p, k, v, &c->spoof_source);
 	} else if (!strcmp(k, "connect-timeout")) {
@@ -1095,6 +1110,8 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "[global]\n");
 	fprintf(f, "listen-port = %u\nqueue = %u\nworkers = %u\nuser = %s\n", c->listen_port,
 	    c->queue, c->workers, c->user);
+	fprintf(f, "signer-user = %s\nclassifier-user = %s\nsigner-rate-limit = %u\n",
+	    c->signer_user, c->classifier_user, c->signer_rate_limit);
 	fprintf(f, "spoof-source = %s\nconnect-timeout = %u\n", c->spoof_source ? "yes" : "no",
 	    c->connect_timeout);
 	fprintf(f, "max-sessions = %u\nmax-sessions-per-client = %u\n", c->max_sessions,

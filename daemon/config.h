@@ -6,7 +6,8 @@
  * [policy] sections is the match order.  Line oriented on purpose: it diffs
  * well and the busybox shell tool can edit it with awk.
  *
- *   [global]              listen-port, queue, workers, user, spoof-source,
+ *   [global]              listen-port, queue, workers, user, signer-user,
+ *                         classifier-user, signer-rate-limit, spoof-source,
  *                         connect-timeout, max-sessions,
  *                         max-sessions-per-client, log, and the SMTP
  *                         limits and timeouts (struct smtp_limits)
@@ -52,6 +53,9 @@
 #define CONF_MAX_ACTIONS 64
 #define CONF_MAX_PROFILES 32
 #define CONF_PATH_MAX 256
+#define CONF_DEFAULT_SIGNER_USER "smtpgw-signer"
+#define CONF_DEFAULT_CLASSIFIER_USER "smtpgw-classify"
+#define CONF_DEFAULT_SIGNER_RATE 600
 
 enum tls_support {
 	TLS_SUPPORT_DISABLED, /* port 25 only */
@@ -168,7 +172,17 @@ struct config {
 	uint16_t listen_port;
 	unsigned queue;
 	unsigned workers;
-	char user[CONF_NAME_MAX];
+	char user[CONF_NAME_MAX];            /* workers */
+	/*
+	 * The signer's and the classifier's users: one uid per role, so no
+	 * child can signal (or, with ptrace, read) a child of another role.
+	 * When the key is not set and the default user does not exist, the
+	 * role falls back to user (main.c says so, smtpgw -t warns).
+	 */
+	char signer_user[CONF_NAME_MAX];
+	char classifier_user[CONF_NAME_MAX];
+	bool signer_user_set, classifier_user_set;
+	unsigned signer_rate_limit;         /* forged leaves per worker per minute; 0: no limit */
 	bool spoof_source;
 	unsigned connect_timeout; /* seconds */
 	unsigned max_sessions;    /* in total, all workers */

@@ -5,6 +5,7 @@
  *   Proxy Server cert + key   master loads, workers use (inbound client legs)
  *   Proxy Authority cert      public only here; its key lives in the signer
  *   untrusted CA cert         public only here; its key lives in the signer
+ *                             (the master never reads either key)
  *   leaf key (ECDSA P-256)    one key reused by every forged certificate
  *   trust store               Debian's CA bundle + each profile's ca-file
  *
@@ -46,7 +47,7 @@ extern struct tls_material *tls_global;
 int tls_parse_sni(const unsigned char *p, size_t len, char *out, size_t outlen);
 int tls_parse_alpn(const unsigned char *p, size_t len, bool *smtp, bool *any);
 
-/* PEM files: NULL if missing or unreadable. */
+/* PEM files: NULL if missing or unreadable; an encrypted key is refused (never prompts). */
 X509 *tls_load_cert(const char *path);
 EVP_PKEY *tls_load_key(const char *path);
 
@@ -55,14 +56,34 @@ void tls_path(const struct config *c, const char *name, char *out, size_t len);
 
 /* Master, as root: create tls-dir and what is missing in it (CA files included). */
 int tls_prepare_files(const struct config *c, char *err, size_t errlen);
-/* Load the public material, the server key, make the leaf key and the contexts. */
-int tls_load(const struct config *c, struct tls_material *m, char *err, size_t errlen);
 
 /*
- * Reload: build the material for a new configuration (its profiles),
- * keeping the leaf key the signer already forges for; swaps tls_global.
+ * Load one generation's material: the Proxy Server pair, the CA
+ * certificates (never their keys: only the signer reads those), and the
+ * contexts of every TLS profile.  leaf: the forged-certificate key to keep
+ * (a reload keeps the running one), NULL to make one.  On error nothing
+ * is left allocated and err says what, with FILE:LINE for a profile.
  */
-int tls_reload(const struct config *c, char *err, size_t errlen);
+int tls_load(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, char *err,
+    size_t errlen);
+void tls_material_free(struct tls_material *m);
+
+/*
+ * The two contexts of profile i (server: the client leg; client: the
+ * upstream leg), built exactly as tls_load builds them.  warn gets a
+ * non-fatal finding (trust store unreadable) or "".
+ */
+int tls_profile_ctx(const struct config *c, int i, SSL_CTX **server, SSL_CTX **client, char *err,
+    size_t errlen, char *warn, size_t warnlen);
+
+/*
+ * smtpgw -t: everything a start or a reload would load - each tls-dir
+ * pair that exists (certificate, key, match; CA certificates must be CAs,
+ * CA keys included, as the signer will load them), every profile's
+ * ciphers, ciphersuites, ca-file and trust store - built and thrown away,
+ * nothing created.  A pair that is missing is made at start (warn says so).
+ */
+int tls_check(const struct config *c, char *err, size_t errlen, char *warn, size_t warnlen);
 
 /*
  * Upstream TLS session resumption, per destination (address, port, SNI):
@@ -87,8 +108,51 @@ struct tls_verdict {
 	enum certfail_action action;
 	char detail[128];
 };
+
+/*
+ * What a judgement is made of: the upstream's chain as it sent it (leaf
+ * first), the result of validating it against the profile's trust store,
+ * a stapled OCSP response if any, and that store.  The workers take it
+ * from their handshake; the signer rebuilds it from a worker's request
+ * (tls_verify_chain on the same profile's context), so both judge with
+ * one function.
+ */
+struct tls_peer {
+	X509 *leaf;
+	STACK_OF(X509) *chain;
+	long verify_result;
+	const unsigned char *ocsp;
+	long ocsp_len;
+	X509_STORE *store;
+};
+void tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe,
+    const char *refname, struct tls_verdict *v);
+/* The upstream leg's judgement, after its handshake (also noted for tls_judged_last). */
 void tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname,
     struct tls_verdict *v);
+/*
+ * Validate chain (leaf first) the way OpenSSL's client validated it in the
+ * handshake with ctx (purpose, parameters, security level); the X509_V_*
+ * result.
+ */
+long tls_verify_chain(SSL_CTX *ctx, STACK_OF(X509) *chain);
+
+/*
+ * The inputs of this process's last tls_judge (chain up-referenced,
+ * staple copied), for certcache_get(), which is given only the leaf:
+ * NULL unless leaf is the one judged last.  A bridge for the synchronous
+ * API; certcache_request() takes them explicitly.
+ */
+struct tls_judged {
+	STACK_OF(X509) *chain;
+	unsigned char *ocsp;
+	long ocsp_len;
+	char refname[256];
+	const struct conf_tls_profile *profile;
+};
+const struct tls_judged *tls_judged_last(X509 *leaf);
+void tls_judged_note(const struct conf_tls_profile *p, const struct tls_peer *pe,
+    const char *refname);
 
 /* "subject=... issuer=..." of the peer certificate, printable, for logs. */
 void tls_describe_peer(SSL *ssl, char *out, size_t len);

@@ -183,6 +183,12 @@ test_defaults(void **state)
 	assert_int_equal(conf->max_sessions, 2000);
 	assert_int_equal(conf->max_sessions_per_client, 100);
 	assert_int_equal(conf->log, LOG_TO_STDERR);
+	/* one user per role; unset ones may fall back (main.c), so say so */
+	assert_string_equal(conf->signer_user, "smtpgw-signer");
+	assert_string_equal(conf->classifier_user, "smtpgw-classify");
+	assert_false(conf->signer_user_set);
+	assert_false(conf->classifier_user_set);
+	assert_int_equal(conf->signer_rate_limit, 600);
 	assert_int_equal(conf->n_zones, 0);
 	assert_int_equal(conf->n_policies, 0);
 	assert_string_equal(err, "");
@@ -200,7 +206,14 @@ test_global_keys(void **state)
 	    "connect-timeout = 600\n"
 	    "max-sessions = 1000000\n"
 	    "max-sessions-per-client = 1\n"
+	    "signer-user = _smtpgw-signer\n"
+	    "classifier-user = classify\n"
+	    "signer-rate-limit = 0\n"
 	    "log = syslog\n");
+	assert_string_equal(conf->signer_user, "_smtpgw-signer");
+	assert_string_equal(conf->classifier_user, "classify");
+	assert_true(conf->signer_user_set && conf->classifier_user_set);
+	assert_int_equal(conf->signer_rate_limit, 0);
 	assert_int_equal(conf->listen_port, 65535);
 	assert_int_equal(conf->queue, 65535);
 	assert_int_equal(conf->workers, 64);
@@ -381,6 +394,13 @@ static const struct {
 	{"[global]\nspoof-source = YES\n", NAME ":2: spoof-source: expected yes or no, got \"YES\""},
 	{"[global]\nlog = file\n", NAME ":2: log: expected stderr or syslog, got \"file\""},
 	{"[global]\nuser = -x\n", NAME ":2: user: \"-x\" is not a valid user name"},
+	{"[global]\nsigner-user = a:b\n", NAME ":2: signer-user: \"a:b\" is not a valid user name"},
+	{"[global]\nclassifier-user = \"x\"\n",
+	    NAME ":2: classifier-user: \"\"x\"\" is not a valid user name"},
+	{"[global]\nsigner-rate-limit = 1000001\n",
+	    NAME ":2: signer-rate-limit: 1000001 is out of range (0..1000000)"},
+	{"[global]\nsigner-rate-limit = -1\n",
+	    NAME ":2: signer-rate-limit: \"-1\" is not a number"},
 
 	/* [zone] */
 	{"[zone]\n", NAME ":1: [zone NAME]: \"\" is not a valid name"},

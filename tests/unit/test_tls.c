@@ -270,6 +270,9 @@ judge(X509 *cert, X509 *chain, const struct conf_tls_profile *p, const char *ref
 		}
 	}
 	assert_true(done_c);
+	/* the signer's re-validation of the chain gives the handshake's result */
+	assert_int_equal(tls_verify_chain(cctx, SSL_get_peer_cert_chain(cli)),
+	    SSL_get_verify_result(cli));
 	tls_judge(p, cli, refname, v);
 	SSL_free(srv);
 	SSL_free(cli);
