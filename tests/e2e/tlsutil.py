@@ -170,7 +170,7 @@ class TlsMx:
             ctx = self.ctx
         tls = ctx.wrap_socket(sess.sock, server_side=True)
         with self._lock:
-            sni = self._sni_by_obj.pop(id(tls._sslobj), None)
+            sni = self._sni_by_obj.pop(id(tls), None)
             self.handshakes.append(Handshake(sni, tls.session_reused, tls.version()))
         sess.sock = tls
 
