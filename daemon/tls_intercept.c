@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -162,6 +163,8 @@ upstream_begin(struct smtp_engine *e)
 	resume_key(e, key, sizeof(key));
 	SSL_SESSION *sess = tls_resume_get(key);
 	if (sess) {
+		log_sid(LOG_LVL_INFO, e->id, "tls resume side=server offered=yes age=%lld",
+		    (long long)(time(NULL) - (time_t)SSL_SESSION_get_time(sess)));
 		SSL_set_session(ssl, sess);
 		SSL_SESSION_free(sess);
 	}
