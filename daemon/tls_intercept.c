@@ -498,6 +498,9 @@ tlsi_recipient_tls(struct smtp_engine *e, const char *line, size_t len)
 	    (e->flags & (EF_UP_TLS | EF_UP_TRIED | EF_UP_DEAD | EF_CLIENT_TLS)) ||
 	    !(e->flags & EF_HELO) || !trigger_verb(line, len))
 		return false;
+	/* A client that must use TLS first is refused (530) whatever the upstream: leave it. */
+	if (a->sender_enc == ENC_REQUIRED)
+		return false;
 	/* After EHLO the destination's offer is known; after HELO it is asked for below. */
 	if ((e->flags & EF_ESMTP) && !(e->upcaps.flags & CAP_STARTTLS))
 		return false;

@@ -17,6 +17,7 @@ test_tls_cn_only_*, test_tls_legs_*).
 """
 
 import contextlib
+import re
 import os
 import ssl
 import subprocess
@@ -129,17 +130,22 @@ class Handshake:
 
 class TlsMx:
     """A scripted MX on ext-mx's second address (198.51.100.26 / ::26)
-    that offers STARTTLS on 25 (or TLS at once, implicit=True, on 465).
+    that offers STARTTLS on 25 (or TLS at once, implicit=True, on 465),
+    or not (starttls=False), answers it with starttls_reply, and offers
+    the EHLO keywords ehlo in cleartext and ehlo_tls inside TLS.
     One SSLContext for its whole life: set_cert() changes the
     certificate for later handshakes, while tickets issued before stay
     valid.  handshakes lists every TLS handshake (SNI, resumed, version);
     messages every DATA content; sessions the plain SMTP transcript per
     connection (commands)."""
 
-    def __init__(self, tb, certfile, keyfile, family=4, implicit=False, starttls=True,
-                 ehlo=("PIPELINING", "SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES")):
+    def __init__(self, tb, certfile=None, keyfile=None, family=4, implicit=False,
+                 starttls=True, starttls_reply="220 2.0.0 Ready to start TLS",
+                 ehlo=("PIPELINING", "SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES"),
+                 ehlo_tls=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(certfile, keyfile)
+        if certfile:
+            self.ctx.load_cert_chain(certfile, keyfile)
         self.ctx.sni_callback = self._sni
         self._lock = threading.Lock()
         self._sni_by_obj = {}
@@ -149,6 +155,8 @@ class TlsMx:
         self.implicit = implicit
         self.starttls = starttls
         self.ehlo_kw = list(ehlo)
+        self.ehlo_tls_kw = list(ehlo if ehlo_tls is None else ehlo_tls)
+        self.starttls_reply = starttls_reply
         port = 465 if implicit else 25
         self.addr = ADDR["ext-script"][family]
         self.srv = ScriptedServer(tb, "ext-mx", self.addr, self._handler, port=port)
@@ -189,13 +197,15 @@ class TlsMx:
             cmds.append(line)
             verb = line[:8].upper().split(" ")[0]
             if verb == "EHLO":
-                kw = ["tls-script.test"] + self.ehlo_kw
+                kw = ["tls-script.test"] + (self.ehlo_tls_kw if tls else self.ehlo_kw)
                 if self.starttls and not tls:
                     kw.append("STARTTLS")
                 sess.send("\r\n".join(f"250{'-' if i < len(kw) - 1 else ' '}{k}"
                                        for i, k in enumerate(kw)))
             elif verb == "STARTTLS" and self.starttls and not tls:
-                sess.send("220 2.0.0 Ready to start TLS")
+                sess.send(self.starttls_reply)
+                if not self.starttls_reply.startswith("220"):
+                    continue
                 assert not sess.buf, "plaintext after STARTTLS"
                 self._wrap(sess)
                 tls = True
@@ -228,3 +238,83 @@ def tls_mx(tb, *args, **kw):
 def workdir():
     with tempfile.TemporaryDirectory(prefix="smtpgw-e2e-tls-") as d:
         yield d
+
+
+# ------------------------------------------------- which legs ran TLS
+
+@dataclass
+class MailRun:
+    """One message sent by an opportunistic raw client (STARTTLS when it
+    is shown), and what happened."""
+    lport: int
+    starttls_shown: bool
+    starttls_reply: object   # the reply to STARTTLS, or None if not sent
+    client_tls: bool
+    mail_reply: object
+    delivered: bool
+    dialogue: str
+
+
+def send_opportunistic(tb, fl, token, addr=None, use_starttls=True, sni=None, helo=None,
+                       mail_params=""):
+    """int-client (fl.client) to addr (default fl.server_addr) port 25:
+    EHLO; STARTTLS if shown and use_starttls (then EHLO again inside);
+    MAIL, RCPT, DATA with token; QUIT.  Stops at the first refusal of
+    MAIL/RCPT/DATA.  Returns a MailRun."""
+    addr = addr or fl.server_addr
+    lport = random_lport()
+    c = SmtpConn.open(tb.netns(fl.client), addr, 25, lport, timeout=20.0)
+    shown = client_tls = delivered = False
+    st = mail = None
+    try:
+        g = c.reply(timeout=20)
+        assert g.code == 220, c.dialogue()
+        hello = c.cmd(f"{'HELO' if helo == 'HELO' else 'EHLO'} {fl.helo}", timeout=20)
+        assert hello.code == 250, c.dialogue()
+        shown = any(l[4:].upper().startswith("STARTTLS") for l in hello.lines[1:])
+        if shown and use_starttls:
+            st = c.cmd("STARTTLS", timeout=20)
+            if st.code == 220:
+                ctx = client_context()
+                c.sock = ctx.wrap_socket(c.sock, server_hostname=sni)
+                c.transcript.append(("C", b"[TLS handshake done]\r\n"))
+                client_tls = True
+                assert c.cmd(f"EHLO {fl.helo}", timeout=20).code == 250, c.dialogue()
+        mail = c.cmd(f"MAIL FROM:<{fl.sender}>{mail_params}", timeout=30)
+        if mail.code == 250:
+            r = c.cmd(f"RCPT TO:<{fl.rcpt}>", timeout=20)
+            if r.code == 250 and c.cmd("DATA", timeout=20).code == 354:
+                c.send(f"Subject: {token}\r\n\r\ntoken {token}\r\n.\r\n")
+                delivered = c.reply(timeout=30).code == 250
+        with contextlib.suppress(Exception):
+            c.cmd("QUIT", timeout=5)
+        return MailRun(lport, shown, st, client_tls, mail, delivered, c.dialogue())
+    finally:
+        c.close()
+
+
+def legs(tb, off, sid):
+    """{"client": bool, "server": bool}: which legs the gateway logged as
+    TLS (`tls ready side=...`) for session sid."""
+    lines = [l for l in tb.log_since(off).splitlines() if f" {sid} " in l]
+    return {side: any(f" tls ready side={side} " in l for l in lines)
+            for side in ("client", "server")}
+
+
+def mx_saw_tls(tb, fl, mxoff, off, sid):
+    """Did the receiving Postfix log a TLS connection for the gateway's
+    upstream connection of session sid?"""
+    sess = tb.mx_session(fl.server, mxoff, *tb.upstream_endpoint(off, sid))
+    return any("TLS connection established from" in l for l in sess.lines)
+
+
+def received_with_tls(message):
+    """The receiving Postfix's own (topmost) Received header says 'with
+    ESMTPS' when the message came over TLS, 'with ESMTP' when not."""
+    head = message.split("\n\n", 1)[0]
+    first = re.sub(r"\n[ \t]+", " ", head)
+    for line in first.splitlines():
+        if line.lower().startswith("received:"):
+            m = re.search(r" with (ESMTPS?A?|SMTPS?) ", line)
+            return m.group(1).startswith("ESMTPS") or m.group(1) == "SMTPS" if m else None
+    return None
