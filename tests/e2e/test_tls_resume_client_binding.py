@@ -18,7 +18,9 @@ kind of session, int-client, through the gateway to ext-mx:
    (`testbed mx-cert unknown-ca`): the session is offered again (several
    times, so every worker is asked) and is never resumed - the client
    sees a full handshake with a leaf issued by the untrusted CA, and the
-   gateway logged the verdict `result=failed class=untrusted-issuer`.
+   gateway logged the verdict `result=failed class=untrusted-issuer` and,
+   for a ticket, `tls resumption refused side=client
+   reason=binding-mismatch`.
 Before binding, step 3 resumed the session: the client got no
 certificate at all and went on believing the destination trustworthy.
 """
@@ -90,3 +92,7 @@ def test_resumption_bound_to_verdict(testbed, mx_good_after, port, kind):
             ("failed", "untrusted-issuer", "untrusted-sign"), v
         ready = log_fields(testbed.wait_gateway_line(off, sid, r"tls ready side=client "))
         assert ready["resumed"] == "no", ready
+        if kind != "tls12-session-id":
+            # a ticket is decrypted, its binding compared, and refused
+            testbed.wait_gateway_line(off, sid, r"tls resumption refused side=client "
+                                                r"reason=binding-mismatch")
