@@ -176,6 +176,43 @@ certfail_action_name(enum certfail_action a)
 	return "invalid";
 }
 
+const char *
+noref_rule_name(const struct conf_tls_profile *p, char *buf, size_t len)
+{
+	switch (p->no_ref) {
+	case NOREF_CHAIN_ONLY: snprintf(buf, len, "chain-only"); break;
+	case NOREF_UNTRUSTED_SIGN: snprintf(buf, len, "untrusted-sign"); break;
+	case NOREF_BLOCK: snprintf(buf, len, "block"); break;
+	case NOREF_NAME: snprintf(buf, len, "name:%s", p->no_ref_name); break;
+	}
+	return buf;
+}
+
+bool
+config_valid_hostname(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n == 0 || n > CONF_HOSTNAME_MAX || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '.') {
+			/* no empty label, none ending in '-' */
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(ch) && !(ch == '-' && label > 0))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return s[n - 1] != '-';
+}
+
 int
 config_action_index(const struct config *c, const char *name)
 {
@@ -681,6 +718,25 @@ profile_kv(struct parser *p, const char *k, char *v)
 	}
 	if (!strcmp(k, "ocsp"))
 		return parse_bool(p, k, v, &t->ocsp);
+	if (!strcmp(k, "on-no-reference-name")) {
+		t->no_ref_name[0] = '\0';
+		if (!strcmp(v, "chain-only")) {
+			t->no_ref = NOREF_CHAIN_ONLY;
+		} else if (!strcmp(v, "untrusted-sign")) {
+			t->no_ref = NOREF_UNTRUSTED_SIGN;
+		} else if (!strcmp(v, "block")) {
+			t->no_ref = NOREF_BLOCK;
+		} else if (!strncmp(v, "name:", 5) && config_valid_hostname(v + 5)) {
+			t->no_ref = NOREF_NAME;
+			snprintf(t->no_ref_name, sizeof(t->no_ref_name), "%s", v + 5);
+		} else {
+			return perr(p, p->line, "on-no-reference-name: expected chain-only, "
+			    "untrusted-sign, block or name:HOST, got \"%.100s\"", v);
+		}
+		return 0;
+	}
+	if (!strcmp(k, "allow-cn-fallback"))
+		return parse_bool(p, k, v, &t->cn_fallback);
 	return perr(p, p->line, "unknown key \"%s\" in [tls-profile %s]", k, t->name);
 }
 
@@ -921,6 +977,17 @@ validate(struct parser *p)
 		if (a->profile < 0)
 			return perr(p, a->line, "action %s: TLS profile \"%s\" is not defined", a->name,
 			    a->profile_name);
+		/* Settings no session could ever satisfy (see smtpgw.conf(5), ENCRYPTION). */
+		if (a->tls_action == TLS_ACTION_DROP &&
+		    (a->sender_enc == ENC_REQUIRED || a->recipient_enc == ENC_REQUIRED))
+			return perr(p, a->line, "action %s: tls-action drop refuses TLS on both legs, "
+			    "so %s-encryption = required can never be met", a->name,
+			    a->sender_enc == ENC_REQUIRED ? "sender" : "recipient");
+		if (a->tls_action == TLS_ACTION_INSPECT && a->sender_enc == ENC_REQUIRED &&
+		    a->recipient_enc == ENC_NONE && !a->allow_cleartext_relay)
+			return perr(p, a->line, "action %s: sender-encryption = required with "
+			    "recipient-encryption = none needs allow-cleartext-relay = yes (TLS to the "
+			    "client, cleartext on)", a->name);
 	}
 	for (int i = 0; i < c->n_policies; i++) {
 		struct conf_policy *pol = &c->policies[i];
@@ -1145,6 +1212,9 @@ config_dump(const struct config *c, FILE *f)
 		fprintf(f, "ocsp = %s\n", t->ocsp ? "yes" : "no");
 		for (int k = 0; k < CF_COUNT; k++)
 			fprintf(f, "%s = %s\n", certfail_class_keys[k], certfail_action_name(t->on_fail[k]));
+		char rule[CONF_HOSTNAME_MAX + 8];
+		fprintf(f, "on-no-reference-name = %s\nallow-cn-fallback = %s\n",
+		    noref_rule_name(t, rule, sizeof(rule)), t->cn_fallback ? "yes" : "no");
 	}
 	for (int i = 0; i < c->n_actions; i++) {
 		const struct conf_action *a = &c->actions[i];

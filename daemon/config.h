@@ -19,7 +19,8 @@
  *                         SMTP limits (inherited from [global])
  *   [tls-profile NAME]    min-version, ciphers, ciphersuites, ca-file, ocsp,
  *                         on-expired, on-not-yet-valid, on-untrusted-issuer,
- *                         on-name-mismatch, on-revoked, on-invalid
+ *                         on-name-mismatch, on-revoked, on-invalid,
+ *                         on-no-reference-name, allow-cn-fallback
  *
  * Predefined proxy actions (SMTP-Incoming.Standard, SMTP-Outgoing.Standard)
  * and the TLS profile TLS-SMTP.Standard always exist and cannot be
@@ -56,6 +57,7 @@
 #define CONF_DEFAULT_SIGNER_USER "smtpgw-signer"
 #define CONF_DEFAULT_CLASSIFIER_USER "smtpgw-classify"
 #define CONF_DEFAULT_SIGNER_RATE 600
+#define CONF_HOSTNAME_MAX 253 /* a DNS name in presentation form, without the root dot */
 
 enum tls_support {
 	TLS_SUPPORT_DISABLED, /* port 25 only */
@@ -140,6 +142,18 @@ enum certfail_class {
 	CF_COUNT,
 };
 
+/*
+ * What the judgement of an upstream certificate checks when there is no
+ * reference name (no SNI from the client, or the engine's own STARTTLS
+ * for a client that did not ask for TLS).
+ */
+enum noref_rule {
+	NOREF_CHAIN_ONLY,     /* judge the chain only (the default) */
+	NOREF_UNTRUSTED_SIGN, /* a failure the client can see: the untrusted CA signs */
+	NOREF_BLOCK,          /* refuse the session */
+	NOREF_NAME,           /* check this fixed name (a profile for one destination) */
+};
+
 struct conf_tls_profile {
 	char name[CONF_NAME_MAX];
 	bool predefined;
@@ -149,6 +163,14 @@ struct conf_tls_profile {
 	char ca_file[CONF_PATH_MAX];    /* extra CAs trusted for upstream validation */
 	bool ocsp;                      /* request and check stapled OCSP */
 	enum certfail_action on_fail[CF_COUNT];
+	enum noref_rule no_ref;
+	char no_ref_name[CONF_HOSTNAME_MAX + 1]; /* NOREF_NAME only */
+	/*
+	 * RFC 9525 6.4.4: a name found only in the subject CN of a
+	 * certificate without DNS names is no match.  yes: the old fallback,
+	 * for legacy servers.
+	 */
+	bool cn_fallback;
 	int line;
 };
 
@@ -229,6 +251,10 @@ const struct conf_action *config_action_of(const struct config *c, int policy);
 const char *tls_action_name(enum tls_action a);
 const char *encryption_name(enum tls_encryption e);
 const char *certfail_action_name(enum certfail_action a);
+/* "chain-only", "untrusted-sign", "block" or "name:HOST" into buf. */
+const char *noref_rule_name(const struct conf_tls_profile *p, char *buf, size_t len);
+/* A DNS host name (letters, digits, '-', labels of 1..63, at most CONF_HOSTNAME_MAX). */
+bool config_valid_hostname(const char *s);
 extern const char *const certfail_class_keys[CF_COUNT];
 /* Print the effective configuration (predefined sections included) in file syntax. */
 void config_dump(const struct config *c, FILE *f);

@@ -60,6 +60,11 @@ void
 smtp_finish(struct smtp_engine *e, const char *why)
 {
 	smtp_enter(e, SP_CLOSING);
+	/* A client handshake paused at its hello finishes first, so the last reply can be read. */
+	if (tlsi_finish_for_reply(e) < 0) {
+		smtp_close(e, "tls-local-error");
+		return;
+	}
 	e->ops->finish(e->owner, why);
 }
 

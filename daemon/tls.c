@@ -86,48 +86,94 @@ ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *c
 	return rc;
 }
 
+/* The upstream session cache: what each entry was judged on is its session's certificate. */
 static struct {
-	char key[300];
+	char key[TLS_RESUME_KEY_MAX];
 	SSL_SESSION *sess;
+	unsigned char cert[32]; /* SHA-256 of the session's peer certificate */
 	unsigned long used;
 } resume[TLS_RESUME_SLOTS];
 static unsigned long resume_tick;
 
+static void
+resume_drop(int i)
+{
+	SSL_SESSION_free(resume[i].sess);
+	resume[i].sess = NULL;
+	resume[i].key[0] = '\0';
+}
+
+static int
+resume_find(const char *key)
+{
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++)
+		if (resume[i].sess && !strcmp(resume[i].key, key))
+			return i;
+	return -1;
+}
+
+static bool
+cert_sha256(X509 *x, unsigned char out[32])
+{
+	unsigned int len = 0;
+
+	return x && X509_digest(x, EVP_sha256(), out, &len) == 1 && len == 32;
+}
+
 SSL_SESSION *
 tls_resume_get(const char *key)
 {
-	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
-		if (resume[i].sess && !strcmp(resume[i].key, key)) {
-			if (!SSL_SESSION_is_resumable(resume[i].sess)) {
-				SSL_SESSION_free(resume[i].sess);
-				resume[i].sess = NULL;
-				return NULL;
-			}
-			resume[i].used = ++resume_tick;
-			SSL_SESSION_up_ref(resume[i].sess);
-			return resume[i].sess;
-		}
+	int i = resume_find(key);
+
+	if (i < 0)
+		return NULL;
+	if (!SSL_SESSION_is_resumable(resume[i].sess) ||
+	    (uint64_t)time(NULL) > (uint64_t)SSL_SESSION_get_time(resume[i].sess) + TLS_RESUME_MAX_AGE) {
+		resume_drop(i);
+		return NULL;
 	}
-	return NULL;
+	resume[i].used = ++resume_tick;
+	SSL_SESSION_up_ref(resume[i].sess);
+	return resume[i].sess;
 }
 
 void
 tls_resume_put(const char *key, SSL_SESSION *sess)
 {
-	int slot = 0;
+	unsigned char cert[32];
+	int slot = resume_find(key);
 
-	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
-		if (resume[i].sess && !strcmp(resume[i].key, key)) {
-			slot = i;
-			break;
-		}
-		if (resume[i].used < resume[slot].used)
-			slot = i;
+	/* A session whose certificate we cannot name cannot be checked later: not kept. */
+	if (strlen(key) >= sizeof(resume[0].key) ||
+	    !cert_sha256(SSL_SESSION_get0_peer(sess), cert)) {
+		SSL_SESSION_free(sess);
+		return;
+	}
+	if (slot < 0) {
+		slot = 0;
+		for (int i = 0; i < TLS_RESUME_SLOTS; i++)
+			if (resume[i].used < resume[slot].used)
+				slot = i;
 	}
 	SSL_SESSION_free(resume[slot].sess);
 	snprintf(resume[slot].key, sizeof(resume[slot].key), "%s", key);
 	resume[slot].sess = sess;
+	memcpy(resume[slot].cert, cert, sizeof(cert));
 	resume[slot].used = ++resume_tick;
+}
+
+bool
+tls_resume_check(const char *key, X509 *peer)
+{
+	unsigned char cert[32];
+	int i = resume_find(key);
+
+	if (i < 0)
+		return false;
+	if (cert_sha256(peer, cert) && memcmp(cert, resume[i].cert, sizeof(cert)) == 0)
+		return false;
+	resume_drop(i);
+	return true;
 }
 
 int
@@ -763,6 +809,40 @@ out:
 	return bad;
 }
 
+/*
+ * The chain of a resumed session, verified again now: its stored result
+ * is from the handshake that made the session, against the trust store
+ * and the clock of then.
+ */
+static long
+verify_again(SSL *ssl, X509 *peer)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	long e = X509_V_ERR_UNSPECIFIED;
+
+	if (ctx && X509_STORE_CTX_init(ctx, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), peer,
+	    chain) == 1) {
+		X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(ctx), SSL_get0_param(ssl));
+		X509_STORE_CTX_set_default(ctx, "ssl_server");
+		e = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+	}
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return e;
+}
+
+/* RFC 9525 6.3: DNS names from the subjectAltName only, unless the profile allows the CN. */
+static bool
+name_matches(const struct conf_tls_profile *p, X509 *peer, const char *name)
+{
+	unsigned flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+
+	if (!p->cn_fallback)
+		flags |= X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+	return X509_check_host(peer, name, 0, flags, NULL) == 1;
+}
+
 void
 tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe, const char *refname,
     struct tls_verdict *v)
@@ -771,6 +851,11 @@ tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe, cons
 	long e = pe->verify_result;
 
 	memset(v, 0, sizeof(*v));
+	if (refname && refname[0])
+		snprintf(v->reference, sizeof(v->reference), "%s", refname);
+	else if (p->no_ref == NOREF_NAME)
+		snprintf(v->reference, sizeof(v->reference), "%s", p->no_ref_name);
+	v->no_reference = v->reference[0] == '\0';
 	if (peer == NULL) {
 		v->cls = CF_INVALID;
 		snprintf(v->detail, sizeof(v->detail), "no certificate");
@@ -779,17 +864,88 @@ tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe, cons
 		snprintf(v->detail, sizeof(v->detail), "%s", X509_verify_cert_error_string(e));
 	} else if (p->ocsp && ocsp_revoked(pe, v)) {
 		/* v filled by ocsp_revoked */
-	} else if (refname && refname[0] &&
-	    X509_check_host(peer, refname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+	} else if (!v->no_reference && !name_matches(p, peer, v->reference)) {
 		v->cls = CF_NAME_MISMATCH;
-		snprintf(v->detail, sizeof(v->detail), "name mismatch for %.80s", refname);
+		snprintf(v->detail, sizeof(v->detail), "name mismatch for %.80s", v->reference);
+	} else if (v->no_reference && p->no_ref != NOREF_CHAIN_ONLY) {
+		/* The chain is good, but there is no name it was meant for. */
+		v->noref_failed = true;
+		v->action = p->no_ref == NOREF_BLOCK ? CERTFAIL_BLOCK : CERTFAIL_UNTRUSTED_SIGN;
+		snprintf(v->detail, sizeof(v->detail), "no reference name to check");
+		return;
 	} else {
 		v->ok = true;
 		v->action = CERTFAIL_ALLOW;
-		snprintf(v->detail, sizeof(v->detail), "ok");
+		snprintf(v->detail, sizeof(v->detail), v->no_reference ?
+		    "ok (chain only: no reference name)" : "ok");
 		return;
 	}
 	v->action = p->on_fail[v->cls];
+}
+
+const char *
+tls_verdict_class(const struct tls_verdict *v)
+{
+	if (v->ok)
+		return "-";
+	if (v->noref_failed)
+		return "no-reference-name";
+	return certfail_class_keys[v->cls] + 3; /* "on-expired" -> "expired" */
+}
+
+/* Length-prefixed fields, so no two different bindings read alike. */
+static int
+bind_field(EVP_MD_CTX *md, const void *p, size_t len)
+{
+	unsigned char n[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+		(unsigned char)(len >> 8), (unsigned char)len };
+
+	return EVP_DigestUpdate(md, n, sizeof(n)) == 1 && EVP_DigestUpdate(md, p, len) == 1 ? 0 : -1;
+}
+
+static int
+bind_str(EVP_MD_CTX *md, const char *s)
+{
+	return bind_field(md, s ? s : "", s ? strlen(s) : 0);
+}
+
+static int
+bind_cert(EVP_MD_CTX *md, X509 *x)
+{
+	unsigned char h[32];
+
+	if (x == NULL)
+		return bind_field(md, "", 0);
+	return cert_sha256(x, h) ? bind_field(md, h, sizeof(h)) : -1;
+}
+
+int
+tls_binding_context(const struct tls_binding *b, unsigned char out[TLS_BINDING_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	const struct tls_verdict *v = b->verdict;
+	char verdict[64];
+	unsigned int len = 0;
+	int rc = -1;
+
+	if (v == NULL)
+		snprintf(verdict, sizeof(verdict), "none");
+	else
+		snprintf(verdict, sizeof(verdict), "%s/%s/%s", v->ok ? "ok" : "failed",
+		    tls_verdict_class(v), certfail_action_name(v->action));
+	if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    bind_str(md, "smtpgw client session binding 1") == 0 &&
+	    bind_str(md, b->inbound ? "inbound" : "outbound") == 0 &&
+	    bind_str(md, b->destination) == 0 &&
+	    bind_str(md, v ? v->reference : "") == 0 &&
+	    bind_str(md, b->profile) == 0 &&
+	    bind_cert(md, b->upstream) == 0 &&
+	    bind_str(md, verdict) == 0 &&
+	    bind_cert(md, b->shown_issuer) == 0 &&
+	    EVP_DigestFinal_ex(md, out, &len) == 1 && len == TLS_BINDING_LEN)
+		rc = 0;
+	EVP_MD_CTX_free(md);
+	return rc;
 }
 
 void
@@ -803,6 +959,9 @@ tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struc
 	};
 	unsigned char *staple = NULL;
 
+	/* A resumed session's stored result is from the handshake that made it. */
+	if (pe.leaf && SSL_session_reused(ssl))
+		pe.verify_result = verify_again(ssl, pe.leaf);
 	pe.ocsp_len = SSL_get_tlsext_status_ocsp_resp(ssl, &staple);
 	pe.ocsp = staple;
 	tls_judge_peer(p, &pe, refname, v);

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -86,12 +87,25 @@ int tls_profile_ctx(const struct config *c, int i, SSL_CTX **server, SSL_CTX **c
 int tls_check(const struct config *c, char *err, size_t errlen, char *warn, size_t warnlen);
 
 /*
- * Upstream TLS session resumption, per destination (address, port, SNI):
+ * Upstream TLS session resumption, per destination and what it is judged
+ * against (address, port, the reference name sent as SNI, the profile):
  * a small worker-local cache.  get returns a new reference or NULL.
+ *
+ * A cached session never carries a verdict: every handshake, resumed or
+ * not, is judged again on the certificate the session holds, against the
+ * trust store and the clock of now (tls_judge).  A full handshake that
+ * shows another certificate than the cached session's drops that entry
+ * (tls_resume_check), and no session older than TLS_RESUME_MAX_AGE is
+ * offered: a server that changed its certificate but still honours its
+ * old tickets is judged on the old one for at most that long.
  */
 #define TLS_RESUME_SLOTS 256
+#define TLS_RESUME_KEY_MAX 400
+#define TLS_RESUME_MAX_AGE 600 /* seconds */
 SSL_SESSION *tls_resume_get(const char *key);
 void tls_resume_put(const char *key, SSL_SESSION *sess); /* takes the reference */
+/* After a full handshake showing peer: drop the cached session of another certificate (true). */
+bool tls_resume_check(const char *key, X509 *peer);
 
 /*
  * Client-leg session tickets: keys derived from a secret made at master
@@ -104,8 +118,11 @@ void tls_resume_put(const char *key, SSL_SESSION *sess); /* takes the reference 
 /* Result of validating an upstream certificate against a profile. */
 struct tls_verdict {
 	bool ok;                 /* validated */
-	enum certfail_class cls; /* when !ok */
+	bool no_reference;       /* judged without a reference name (reference=none) */
+	bool noref_failed;       /* ... and the profile's on-no-reference-name failed it */
+	enum certfail_class cls; /* when !ok && !noref_failed */
 	enum certfail_action action;
+	char reference[256];     /* the name checked (an SNI fits whole); "" when none */
 	char detail[128];
 };
 
@@ -127,9 +144,6 @@ struct tls_peer {
 };
 void tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe,
     const char *refname, struct tls_verdict *v);
-/* The upstream leg's judgement, after its handshake (also noted for tls_judged_last). */
-void tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname,
-    struct tls_verdict *v);
 /*
  * Validate chain (leaf first) the way OpenSSL's client validated it in the
  * handshake with ctx (purpose, parameters, security level); the X509_V_*
@@ -153,6 +167,39 @@ struct tls_judged {
 const struct tls_judged *tls_judged_last(X509 *leaf);
 void tls_judged_note(const struct conf_tls_profile *p, const struct tls_peer *pe,
     const char *refname);
+/*
+ * Judge the peer certificate of ssl (a finished client-side handshake)
+ * under profile p.  refname: the reference name (the client's SNI); NULL
+ * or "": none, and the profile's on-no-reference-name decides.  Name
+ * matching follows RFC 9525: DNS subjectAltNames only (the subject CN
+ * only with allow-cn-fallback), wildcards only as a whole left-most
+ * label.  A resumed session is verified again now (its stored result is
+ * from the handshake that made it).  Also noted for tls_judged_last().
+ */
+void tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname,
+    struct tls_verdict *v);
+/* The verdict's class for logs: "-", "expired", ..., "no-reference-name". */
+const char *tls_verdict_class(const struct tls_verdict *v);
+
+/*
+ * What a client-leg TLS session is bound to: resuming it is only right
+ * while all of this is the same, since a resumed handshake shows the
+ * client no certificate at all.  The binding becomes the SSL's session
+ * id context (SSL_set_session_id_context), which OpenSSL compares on
+ * every resumption -- TLS 1.3 tickets, TLS 1.2 tickets and session IDs --
+ * and falls back to a full handshake on mismatch.
+ */
+#define TLS_BINDING_LEN 32 /* == SSL_MAX_SID_CTX_LENGTH: a SHA-256 */
+struct tls_binding {
+	bool inbound;
+	const char *destination;           /* "address:port" of the real server */
+	const char *profile;               /* the TLS profile's name */
+	X509 *upstream;                    /* the real certificate; NULL: no upstream TLS */
+	const struct tls_verdict *verdict; /* its judgement (NULL without upstream) */
+	X509 *shown_issuer;                /* the CA that signed the client's certificate, or
+					    * the Proxy Server certificate itself */
+};
+int tls_binding_context(const struct tls_binding *b, unsigned char out[TLS_BINDING_LEN]);
 
 /* "subject=... issuer=..." of the peer certificate, printable, for logs. */
 void tls_describe_peer(SSL *ssl, char *out, size_t len);
