@@ -52,7 +52,6 @@ struct certcache_req {
 static struct entry *entries;
 static unsigned n_entries, cap;
 static unsigned long tick, hits, misses;
-static const struct config *cconf;
 
 static unsigned max_pending = CERTCACHE_MAX_PENDING, timeout_ms = CERTCACHE_TIMEOUT_MS;
 static struct pending *pendings; /* in order of creation */
@@ -60,7 +59,6 @@ static unsigned n_pendings, n_waiters;
 static uint32_t next_id = 1;
 static struct ev_fd chan = { .fd = -1 };
 static struct ev_timer reopen_timer;
-static int sync_fd = -1;
 static unsigned char *msgbuf; /* SIGNER_MAX_MSG */
 
 void
@@ -72,12 +70,6 @@ certcache_init(unsigned size)
 	cap = size ? size : 1;
 	entries = xcalloc(cap, sizeof(*entries));
 	n_entries = 0;
-}
-
-void
-certcache_set_config(const struct config *c)
-{
-	cconf = c;
 }
 
 void
@@ -522,115 +514,6 @@ unsigned
 certcache_pending(void)
 {
 	return n_waiters;
-}
-
-/* -------------------------------------------------------- synchronous */
-
-static X509 *
-sync_once(int len, uint32_t id, bool trusted, bool *broken)
-{
-	struct pollfd pfd;
-	uint64_t deadline;
-	struct signer_reply r;
-	X509 *leaf = NULL;
-
-	*broken = false;
-	if (sync_fd < 0 && (sync_fd = signer_channel_open()) < 0)
-		return NULL;
-	if (send(sync_fd, msgbuf, (size_t)len, MSG_NOSIGNAL) < 0)
-		goto broken;
-	deadline = now_ms() + CERTCACHE_SYNC_WAIT_MS;
-	for (;;) {
-		uint64_t now = now_ms();
-		ssize_t n;
-
-		if (now >= deadline)
-			return NULL; /* a late reply is skipped by its id next time */
-		pfd.fd = sync_fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
-			goto broken;
-		if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		n = recv(sync_fd, msgbuf, SIGNER_MAX_MSG, MSG_DONTWAIT);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			continue;
-		if (n <= 0)
-			goto broken;
-		if (signer_reply_parse(msgbuf, (size_t)n, &r) < 0 || r.id != id)
-			continue;
-		if (r.status != SIGNER_OK)
-			return NULL;
-		if ((r.ca == SIGNER_CA_AUTHORITY) != trusted) {
-			/* the caller would send the other CA's certificate: an unverifiable chain */
-			log_warn("certcache signer signed with the %s CA, asked for the %s one",
-			    r.ca == SIGNER_CA_AUTHORITY ? "authority" : "untrusted",
-			    trusted ? "authority" : "untrusted");
-			return NULL;
-		}
-		const unsigned char *d = r.data;
-		leaf = d2i_X509(NULL, &d, (long)r.len);
-		return leaf;
-	}
-broken:
-	*broken = true;
-	close(sync_fd);
-	sync_fd = -1;
-	return NULL;
-}
-
-X509 *
-certcache_get(X509 *up, bool trusted)
-{
-	unsigned char lh[32], key[32];
-	const struct tls_judged *j = tls_judged_last(up);
-	STACK_OF(X509) *alone = NULL;
-	struct certcache_query q;
-	X509 *leaf;
-	bool broken;
-	int len;
-
-	buf_init();
-	if (leaf_hash(up, lh) < 0)
-		return NULL;
-	cache_key(lh, trusted, key);
-	if ((leaf = cache_find(key)) != NULL) {
-		hits++;
-		return leaf;
-	}
-	misses++;
-	memset(&q, 0, sizeof(q));
-	q.trusted = trusted;
-	if (j) {
-		q.chain = j->chain;
-		q.refname = j->refname;
-		q.ocsp = j->ocsp;
-		q.ocsp_len = (size_t)j->ocsp_len;
-		if (cconf && j->profile >= cconf->profiles &&
-		    j->profile < cconf->profiles + cconf->n_profiles)
-			q.profile = (int)(j->profile - cconf->profiles);
-	} else {
-		/* not judged here: only the leaf (the signer's verdict decides) */
-		alone = sk_X509_new_null();
-		if (alone == NULL || !sk_X509_push(alone, up)) {
-			sk_X509_free(alone);
-			return NULL;
-		}
-		q.chain = alone;
-	}
-	uint32_t id = next_id++;
-	if (next_id == 0)
-		next_id = 1;
-	len = encode_query(&q, id);
-	if (len > 0)
-		leaf = sync_once(len, id, trusted, &broken);
-	/* One retry over a fresh channel covers a restarted signer. */
-	if (len > 0 && leaf == NULL && broken && (len = encode_query(&q, id)) > 0)
-		leaf = sync_once(len, id, trusted, &broken);
-	sk_X509_free(alone);
-	if (leaf)
-		cache_put(key, leaf);
-	return leaf;
 }
 
 void

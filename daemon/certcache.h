@@ -46,11 +46,8 @@
 
 #define CERTCACHE_MAX_PENDING 64   /* requests waiting for the signer, per worker */
 #define CERTCACHE_TIMEOUT_MS 5000  /* then the request fails */
-#define CERTCACHE_SYNC_WAIT_MS 2000 /* certcache_get's bounded wait */
 
 void certcache_init(unsigned size);
-/* The configuration whose TLS profiles requests name (certcache_get finds the index). */
-void certcache_set_config(const struct config *c);
 /* The queue's bounds (defaults above; unit tests lower them). */
 void certcache_set_limits(unsigned max_pending, unsigned timeout_ms);
 
@@ -76,15 +73,6 @@ void certcache_cancel(struct certcache_req *r);
 /* Requests waiting now (handles not yet answered or cancelled). */
 unsigned certcache_pending(void);
 
-/*
- * Synchronous, from the cache or the signer, waiting at most
- * CERTCACHE_SYNC_WAIT_MS (blocks the loop: kept only until the engine
- * uses certcache_request).  It is given only the leaf: the chain,
- * reference name and profile are those of the last tls_judge() of this
- * leaf.  NULL (also when the signer would sign with the other CA) or a new
- * reference.
- */
-X509 *certcache_get(X509 *upstream, bool trusted);
 void certcache_stats(unsigned long *hits, unsigned long *misses);
 
 #endif

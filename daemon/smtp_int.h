@@ -28,6 +28,7 @@
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_proxy.h"
+#include "tls.h"
 
 /* How many commands may wait for replies (pipelining depth) before we stop reading. */
 #define SMTP_MAX_PENDING 256
@@ -191,6 +192,9 @@ struct smtp_engine {
 	/* the client leg's session binding (tls.h), once its certificate is chosen */
 	unsigned char binding[32]; /* TLS_BINDING_LEN */
 	bool bound;
+	/* a forged leaf asked of the signer (the client's handshake waits, paused) */
+	struct certcache_req *cert_req;
+	struct tls_verdict verdict; /* the upstream's, for the leaf and the binding */
 };
 
 /* Answered, with a reply or with nothing: may leave the FIFO. */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certcache.h"
 #include "log.h"
 #include "smtp_int.h"
 #include "util.h"
@@ -199,6 +200,11 @@ smtp_stop(struct smtp_engine *e)
 		log_limit_flush(&e->loglim, e->id);
 	e->flags |= EF_STOPPED;
 	ev_timer_cancel(&e->ctimer);
+	/* A leaf still asked of the signer: its answer will only fill the cache. */
+	if (e->cert_req) {
+		certcache_cancel(e->cert_req);
+		e->cert_req = NULL;
+	}
 }
 
 void

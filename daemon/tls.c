@@ -965,35 +965,6 @@ tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struc
 	pe.ocsp_len = SSL_get_tlsext_status_ocsp_resp(ssl, &staple);
 	pe.ocsp = staple;
 	tls_judge_peer(p, &pe, refname, v);
-	tls_judged_note(p, &pe, refname);
-}
-
-/* The last judgement's inputs (see tls_judged_last in tls.h). */
-static struct tls_judged judged;
-
-void
-tls_judged_note(const struct conf_tls_profile *p, const struct tls_peer *pe, const char *refname)
-{
-	sk_X509_pop_free(judged.chain, X509_free);
-	OPENSSL_free(judged.ocsp);
-	memset(&judged, 0, sizeof(judged));
-	if (pe->chain == NULL || (judged.chain = X509_chain_up_ref(pe->chain)) == NULL)
-		return;
-	if (pe->ocsp && pe->ocsp_len > 0 && pe->ocsp_len <= 65536) {
-		judged.ocsp = OPENSSL_memdup(pe->ocsp, (size_t)pe->ocsp_len);
-		judged.ocsp_len = judged.ocsp ? pe->ocsp_len : 0;
-	}
-	snprintf(judged.refname, sizeof(judged.refname), "%s", refname ? refname : "");
-	judged.profile = p;
-}
-
-const struct tls_judged *
-tls_judged_last(X509 *leaf)
-{
-	if (judged.chain == NULL || sk_X509_num(judged.chain) < 1 || leaf == NULL ||
-	    X509_cmp(sk_X509_value(judged.chain, 0), leaf) != 0)
-		return NULL;
-	return &judged;
 }
 
 long

@@ -152,29 +152,13 @@ void tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe,
 long tls_verify_chain(SSL_CTX *ctx, STACK_OF(X509) *chain);
 
 /*
- * The inputs of this process's last tls_judge (chain up-referenced,
- * staple copied), for certcache_get(), which is given only the leaf:
- * NULL unless leaf is the one judged last.  A bridge for the synchronous
- * API; certcache_request() takes them explicitly.
- */
-struct tls_judged {
-	STACK_OF(X509) *chain;
-	unsigned char *ocsp;
-	long ocsp_len;
-	char refname[256];
-	const struct conf_tls_profile *profile;
-};
-const struct tls_judged *tls_judged_last(X509 *leaf);
-void tls_judged_note(const struct conf_tls_profile *p, const struct tls_peer *pe,
-    const char *refname);
-/*
  * Judge the peer certificate of ssl (a finished client-side handshake)
  * under profile p.  refname: the reference name (the client's SNI); NULL
  * or "": none, and the profile's on-no-reference-name decides.  Name
  * matching follows RFC 9525: DNS subjectAltNames only (the subject CN
  * only with allow-cn-fallback), wildcards only as a whole left-most
  * label.  A resumed session is verified again now (its stored result is
- * from the handshake that made it).  Also noted for tls_judged_last().
+ * from the handshake that made it).
  */
 void tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname,
     struct tls_verdict *v);

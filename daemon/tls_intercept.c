@@ -197,23 +197,31 @@ judge(struct smtp_engine *e, const char *refname, struct tls_verdict *v)
  * upstream TLS, the Proxy Server certificate.
  */
 static int
-use_certificate(struct smtp_engine *e, SSL *ssl, bool trusted)
+use_server_certificate(SSL *ssl)
 {
 	const struct tls_material *m = tls_global;
-	X509 *peer = (e->flags & EF_UP_TLS) ? SSL_get0_peer_certificate(io_ssl(e->sio)) : NULL;
-	int ok;
 
-	if (!e->inbound && peer) {
-		X509 *leaf = certcache_get(peer, trusted);
-		ok = leaf && SSL_use_certificate(ssl, leaf) == 1 &&
-		    SSL_use_PrivateKey(ssl, m->leaf_key) == 1 &&
-		    SSL_add1_chain_cert(ssl, trusted ? m->pa_cert : m->ua_cert) == 1;
-		X509_free(leaf);
-	} else {
-		ok = SSL_use_certificate(ssl, m->server_cert) == 1 &&
-		    SSL_use_PrivateKey(ssl, m->server_key) == 1;
-	}
-	return ok ? 0 : -1;
+	return SSL_use_certificate(ssl, m->server_cert) == 1 &&
+	    SSL_use_PrivateKey(ssl, m->server_key) == 1 ? 0 : -1;
+}
+
+/* A forged leaf, with the certificate of the CA that really signed it in the chain. */
+static int
+use_leaf(SSL *ssl, X509 *leaf, bool trusted)
+{
+	const struct tls_material *m = tls_global;
+
+	return SSL_use_certificate(ssl, leaf) == 1 && SSL_use_PrivateKey(ssl, m->leaf_key) == 1 &&
+	    SSL_add1_chain_cert(ssl, trusted ? m->pa_cert : m->ua_cert) == 1 ? 0 : -1;
+}
+
+/* A forged leaf is needed: outbound with a real certificate to base it on. */
+static X509 *
+forge_basis(const struct smtp_engine *e)
+{
+	if (e->inbound || !(e->flags & EF_UP_TLS))
+		return NULL;
+	return SSL_get0_peer_certificate(io_ssl(e->sio));
 }
 
 /*
@@ -294,7 +302,7 @@ client_start(struct smtp_engine *e)
 	SSL *ssl = SSL_new(tls_global->server_ctx[smtp_profile(e)]);
 
 	if (ssl == NULL || ((e->flags & EF_CLIENT_ONLY) &&
-	    (use_certificate(e, ssl, false) < 0 || bind_session(e, ssl, NULL, false) < 0))) {
+	    (use_server_certificate(ssl) < 0 || bind_session(e, ssl, NULL, false) < 0))) {
 		SSL_free(ssl);
 		log_sid(LOG_LVL_ERR, e->id, "tls error=\"cannot prepare the client's TLS\"");
 		reply_set_line(e->tls_pend, R_TLS_LOCAL);
@@ -328,34 +336,107 @@ client_start(struct smtp_engine *e)
  * certificate against the client's SNI, give the paused client handshake
  * its certificate and binding, and let it finish.
  */
+/* The paused client handshake gets its certificate and binding, and goes on. */
+static void
+client_finish(struct smtp_engine *e, X509 *leaf, bool trusted)
+{
+	SSL *cssl = io_ssl(e->cio);
+	int rc = leaf ? use_leaf(cssl, leaf, trusted) : use_server_certificate(cssl);
+
+	if (rc < 0 || bind_session(e, cssl, &e->verdict, trusted) < 0) {
+		log_sid(LOG_LVL_ERR, e->id, "tls error=\"cannot prepare the client certificate\"");
+		smtp_close(e, "tls-local-error");
+		return;
+	}
+	io_tls_resume(e->cio);
+}
+
+/*
+ * The signer's answer.  It judged the chain itself and may have signed
+ * with the untrusted CA where we asked for the Proxy Authority: the
+ * chain and the binding follow what it did, never what we asked.
+ */
+static void
+leaf_ready(void *arg, X509 *leaf, bool trusted, const char *why)
+{
+	struct smtp_engine *e = arg;
+
+	e->cert_req = NULL;
+	if (smtp_stopped(e)) {
+		X509_free(leaf);
+		return;
+	}
+	if (leaf == NULL) {
+		log_sid(LOG_LVL_ERR, e->id, "tls error=\"no forged certificate\" reason=\"%s\"",
+		    why ? why : "-");
+		smtp_close(e, "tls-signer-refused");
+		return;
+	}
+	client_finish(e, leaf, trusted);
+	X509_free(leaf);
+}
+
+/* Ask the cache, else the signer (asynchronously: the client's handshake stays paused). */
+static void
+request_leaf(struct smtp_engine *e, X509 *peer, bool trusted)
+{
+	SSL *ussl = io_ssl(e->sio);
+	const unsigned char *staple = NULL;
+	long slen = SSL_get_tlsext_status_ocsp_resp(ussl, &staple);
+	struct certcache_query q = {
+		.chain = SSL_get_peer_cert_chain(ussl),
+		.refname = e->sni,
+		.profile = smtp_profile(e),
+		.ocsp = slen > 0 ? staple : NULL,
+		.ocsp_len = slen > 0 ? (size_t)slen : 0,
+		.trusted = trusted,
+	};
+	const char *why = NULL;
+	X509 *leaf = certcache_lookup(peer, trusted);
+
+	if (leaf) {
+		client_finish(e, leaf, trusted);
+		X509_free(leaf);
+		return;
+	}
+	e->cert_req = certcache_request(&q, leaf_ready, e, &why);
+	if (e->cert_req == NULL) {
+		log_sid(LOG_LVL_ERR, e->id, "tls error=\"no forged certificate\" reason=\"%s\"",
+		    why ? why : "-");
+		smtp_close(e, "tls-signer-busy");
+	}
+}
+
 static void
 client_proceed(struct smtp_engine *e)
 {
 	SSL *cssl = io_ssl(e->cio);
-	struct tls_verdict v;
+	struct tls_verdict *v = &e->verdict;
+	X509 *peer;
 
-	judge(e, e->sni, &v);
-	if (v.action == CERTFAIL_BLOCK) {
+	judge(e, e->sni, v);
+	if (v->action == CERTFAIL_BLOCK) {
 		/* Never a certificate for a destination we could not validate: the handshake fails. */
 		smtp_close(e, "tls-upstream-certificate-blocked");
 		return;
 	}
-	bool trusted = v.ok || v.action == CERTFAIL_ALLOW;
+	bool trusted = v->ok || v->action == CERTFAIL_ALLOW;
 	/*
 	 * STARTTLS: never more TLS to the client than the destination leg
 	 * has -- the client would believe in a protection its mail does not
 	 * get.  (The version is chosen after the hello callback: this holds.)
 	 */
 	if (!(e->flags & EF_IMPLICIT_TLS) &&
-	    SSL_set_max_proto_version(cssl, SSL_version(io_ssl(e->sio))) != 1)
-		cssl = NULL;
-	if (cssl == NULL || use_certificate(e, cssl, trusted) < 0 ||
-	    bind_session(e, cssl, &v, trusted) < 0) {
+	    SSL_set_max_proto_version(cssl, SSL_version(io_ssl(e->sio))) != 1) {
 		log_sid(LOG_LVL_ERR, e->id, "tls error=\"cannot prepare the client certificate\"");
 		smtp_close(e, "tls-local-error");
 		return;
 	}
-	io_tls_resume(e->cio);
+	peer = forge_basis(e);
+	if (peer)
+		request_leaf(e, peer, trusted);
+	else
+		client_finish(e, NULL, trusted);
 }
 
 /* The client's STARTTLS command. */
@@ -454,6 +535,7 @@ tlsi_upstream_reply(struct smtp_engine *e, struct pend *p, int code)
 		return false;
 	}
 	/* The destination agreed: the client gets its 220, the upstream waits for its hello. */
+	log_sid(LOG_LVL_INFO, e->id, "tls starttls side=server code=220 waiting=client-hello");
 	if (client_start(e) < 0) {
 		/* The destination now expects a handshake nobody will start. */
 		reply_upstream_lost(e, "cannot start the client's TLS");

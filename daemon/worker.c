@@ -269,7 +269,6 @@ worker_main(const struct config *c, const int *lfds, int nlfds, bool on_standby)
 	wconf = c;
 	ev_init();
 	certcache_init(c->cert_cache_size);
-	certcache_set_config(c);
 	reserve_take();
 	tlsi_init();
 	ev_set_idle_hook(idle_hook);

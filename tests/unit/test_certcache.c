@@ -12,7 +12,7 @@
  * reply ignored), cancel (the callback never runs, nothing leaks or is
  * touched after free), the bounded queue, the rate limit, the signer
  * dying with requests in flight and its respawned successor answering
- * them, and the synchronous certcache_get.
+ * them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -217,7 +217,6 @@ setup(void **state)
 		fail_msg("tls: %s", err);
 	ev_init();
 	certcache_init(100);
-	certcache_set_config(&T.conf);
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
@@ -458,35 +457,6 @@ test_rate_limit(void **state)
 	T.signer = NULL; /* the next test starts one without limit */
 }
 
-static void
-test_synchronous_get(void **state)
-{
-	struct tls_peer pe = { 0 };
-	X509 *leaf;
-
-	(void)state;
-	/* no judgement known for this leaf: the signer judges it alone (profile 0: untrusted) */
-	leaf = certcache_get(T.other, false);
-	assert_signed_by(leaf, T.m.ua_cert, T.other);
-	X509_free(leaf);
-	/* asking the Proxy Authority for a chain the signer cannot validate: refused */
-	assert_null(certcache_get(T.alien, true));
-	/* after tls_judge on profile 1: its chain, name and profile go to the signer */
-	pe.leaf = T.good;
-	pe.chain = chain_of(T.good);
-	tls_judged_note(&T.conf.profiles[1], &pe, "mx.example.test");
-	leaf = certcache_get(T.good, true);
-	assert_signed_by(leaf, T.m.pa_cert, T.good);
-	X509_free(leaf);
-	sk_X509_pop_free(pe.chain, X509_free);
-	/* the judged context is only used for its own leaf: not for another one */
-	leaf = certcache_get(T.alien, false);
-	assert_signed_by(leaf, T.m.ua_cert, T.alien);
-	X509_free(leaf);
-	pe.chain = NULL;
-	tls_judged_note(&T.conf.profiles[0], &pe, NULL);
-}
-
 int
 main(void)
 {
@@ -498,7 +468,6 @@ main(void)
 		cmocka_unit_test_setup(test_queue_is_bounded, before),
 		cmocka_unit_test_setup(test_signer_death_and_respawn, before),
 		cmocka_unit_test_setup(test_rate_limit, before),
-		cmocka_unit_test_setup(test_synchronous_get, before),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
