@@ -345,6 +345,9 @@ blocker_main(void)
 	}
 	for (int i = 1; i < n; i++)
 		(void)drain(&b, pfd[i].fd, BLOCKED_QUEUE + BLOCKED_READ_BURST);
+	if (b.log_suppressed)
+		log_warn("blocked refused suppressed=%u window_ms=%u", b.log_suppressed,
+		    BLOCKED_LOG_WINDOW_MS);
 	log_info("blocked stop added=%lu refused=%lu", b.n_added, b.n_refused);
 	nft_ctx_free(b.nft);
 	_exit(0);
