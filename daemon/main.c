@@ -93,8 +93,8 @@ usage(FILE *f)
 	    "progress finish under the configuration they started with); SIGUSR2\n"
 	    "rewrites the status file and makes every worker log its counters.\n"
 	    "Must start as root (or with CAP_NET_ADMIN); children run as the configured\n"
-	    "user with only CAP_NET_ADMIN (classifier) or CAP_NET_RAW (workers, when\n"
-	    "spoof-source is on).\n");
+	    "user with only CAP_NET_ADMIN (classifier, blocker) or CAP_NET_RAW (workers,\n"
+	    "when spoof-source is on).\n");
 }
 
 static void
