@@ -314,7 +314,8 @@ blocker_main(void)
 				pfd[n].revents = 0;
 				n++;
 			} else if (fd >= 0) {
-				log_warn("blocked channels full max=%d", BLOCKED_MAX_CHANNELS);
+				/* BLOCKED_MAX_CHANNELS workers at once: more is no daemon of ours */
+				refused(&b, "-", "channels-full", 0, NULL);
 				close(fd);
 			}
 		} else if (pfd[0].revents & (POLLHUP | POLLERR)) {

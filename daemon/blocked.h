@@ -24,7 +24,8 @@
  * WHY: exception (blocked-sites-exceptions), rate-limit, list-full (the
  * set is at blocked-sites-max), no-ruleset (table smtpgw_blocked is not
  * loaded), nft (another nft error), malformed (a request our encoder
- * never makes: a bug, or a worker taken over).  Refusal lines are limited
+ * never makes: a bug, or a worker taken over), channels-full (a
+ * registration beyond BLOCKED_MAX_CHANNELS, closed).  Refusal lines are limited
  * to 20 per 10 s, the rest counted ("blocked refused suppressed=N").
  * A request for an address already on the list sets it to the new time
  * and comment; requests for one address within BLOCKED_RECENT_MS

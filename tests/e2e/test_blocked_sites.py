@@ -99,10 +99,13 @@ def assert_refused(tb, family, ports=(25, 465)):
     c1 = counters(tb)
     # One SYN each: a reset connect is not retried.
     assert c1["blocked"] - c0["blocked"] == len(ports), (c0, c1)
-    assert c1["intercepted"] == c0["intercepted"], (c0, c1)
     time.sleep(0.3)
-    for _, f in session_lines(tb.log_since(off)):
+    sessions = session_lines(tb.log_since(off))
+    for _, f in sessions:
         assert not f["client"].startswith((addr + ":", f"[{addr}]:")), f
+    # Never classified: whatever was intercepted meanwhile (a Postfix
+    # retrying its queue) is someone else's session.
+    assert c1["intercepted"] - c0["intercepted"] <= len(sessions), (c0, c1, sessions)
 
 
 def assert_served(tb, client, server, family, port=25):
