@@ -384,7 +384,6 @@ reload(const char *path, char *why, size_t whylen)
 	}
 	free(conf);
 	conf = nc;
-	blocked_reconfigure(conf);
 	if (spawn_generation() < 0) {
 		log_err("reload: new generation failed to start");
 		snprintf(why, whylen, "the new classifier or workers failed to start (see the log)");
@@ -423,6 +422,9 @@ supervise(const char *path)
 		if (sig == SIGHUP) {
 			log_info("master reload file=%s", path);
 			st.reload_result = reload(path, st.reload_error, sizeof(st.reload_error));
+			/* Once the new classifier runs: SYNs never wait for the blocker. */
+			if (st.reload_result != RELOAD_REJECTED)
+				blocked_reconfigure(conf);
 			st.reloads++;
 			st.reload_time = time(NULL);
 			if (st.reload_result == RELOAD_OK)

@@ -26,7 +26,8 @@ the kernel, until its time runs out.
    restarts with new exceptions) the new exception holds and the old
    settings' requests were all carried out.
 3. Reloads keep the list: after `smtpgwctl apply` of a change that reloads
-   the ruleset (blocked-sites-max), after `testbed restart-gateway`
+   the ruleset (blocked-sites-max; the daemon's blocker restarts with the
+   new exceptions), after `testbed restart-gateway`
    (smtpgw-nft load, smtpgw restarted) and after a load that makes the sets
    again (SMTPGW_NFT_RESIZE=always, the path of kernels that do not resize
    a set in place), a blocked address is still on the list with no more
@@ -271,10 +272,19 @@ def test_reloads_keep_the_list(testbed, gwctl, clean_list):
 
     before = {a: on_list(testbed, a) for a in (v4, v6)}
 
-    # A change that reloads the ruleset: the sets take the new size.
+    # A change that reloads the ruleset: the sets take the new size.  The
+    # daemon's blocker restarts with the new settings on the reload.
     gwctl.ok("global", "set", "blocked-sites-max", "20000")
+    gwctl.ok("global", "set", "blocked-sites-exceptions", "192.0.2.0/24")
+    off = testbed.log_offset()
     r = gwctl.ok("apply")
     assert "ruleset loaded" in r.stdout, r.stdout
+    deadline = time.monotonic() + 10
+    while "blocked: blocked ready timeout=1200 rate=20 exceptions=1" not in \
+            testbed.log_since(off):
+        assert time.monotonic() < deadline, testbed.log_since(off)[-2000:]
+        time.sleep(0.1)
+    assert "blocked: blocked stop" in testbed.log_since(off)
     before = still_blocked(before, "smtpgwctl apply")
     r = testbed.exec("gw", "nft", "-t", "list", "set", "inet", "smtpgw_blocked", "blocked4")
     assert "size 20000" in r.stdout, r.stdout
