@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocked.h"
 #include "config.h"
 #include "fdlimit.h"
 #include "quota.h"
@@ -116,9 +117,9 @@ usage(FILE *f)
 	    "rewrites the status file and makes every worker log its counters.\n"
 	    "Must start as root (or with CAP_NET_ADMIN); children run as their role's\n"
 	    "user (user, signer-user, classifier-user) with only CAP_NET_ADMIN\n"
-	    "(classifier) or CAP_NET_RAW (workers, when spoof-source is on).  A reload\n"
-	    "builds the new generation (TLS material, signer, workers) before it\n"
-	    "touches the running one; -t loads everything a reload loads.\n");
+	    "(classifier, blocker) or CAP_NET_RAW (workers, when spoof-source is on).\n"
+	    "A reload builds the new generation (TLS material, signer, workers) before\n"
+	    "it touches the running one; -t loads everything a reload loads.\n");
 }
 
 static void
@@ -220,6 +221,7 @@ child_run(enum role role, struct gen *g, int ready_fd, bool standby)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0); /* the master is already gone */
+	blocked_child_init();
 	sigemptyset(&none);
 	if (role == ROLE_CLASSIFIER) {
 		struct sigaction sa;
@@ -653,11 +655,15 @@ supervise(const char *path)
 			while (gens)
 				gen_free(gens);
 			cur = NULL;
+			blocked_stop();
 			return 0;
 		}
 		if (sig == SIGHUP) {
 			log_info("master reload file=%s", path);
 			st.reload_result = reload(path, st.reload_error, sizeof(st.reload_error));
+			/* Once the new classifier runs: SYNs never wait for the blocker. */
+			if (st.reload_result != RELOAD_REJECTED)
+				blocked_reconfigure(cur->conf);
 			st.reloads++;
 			st.reload_time = time(NULL);
 			if (st.reload_result == RELOAD_OK)
@@ -681,7 +687,7 @@ supervise(const char *path)
 
 			if (pid <= 0)
 				break;
-			if (signer_reaped(pid, status))
+			if (signer_reaped(pid, status) || blocked_reaped(pid))
 				continue;
 			for (int i = 0; i < MAX_CHILDREN; i++) {
 				if (children[i].pid != pid)
@@ -712,6 +718,7 @@ supervise(const char *path)
 					wait_children(5000);
 					while (gens)
 						gen_free(gens);
+					blocked_stop();
 					return 1;
 				}
 				int p[2];
@@ -850,6 +857,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	tls_global = &cur->tls;
+	if (blocked_start(cur->conf, err, sizeof(err)) < 0) {
+		log_err("blocked setup error=\"%s\"", err);
+		return 1;
+	}
 	log_info("master start version=%s config=%s listen-port=%u queue=%u workers=%u spoof=%s",
 	    SMTPGW_VERSION, path, conf->listen_port, conf->queue, worker_count(conf),
 	    conf->spoof_source ? "yes" : "no");
