@@ -189,6 +189,10 @@ cmd_mail(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "501 5.5.4 Too many parameters");
 		return;
 	}
+	if (up_mail_refusal(e)) {
+		cmd_refuse(e, cmd, up_mail_refusal(e));
+		return;
+	}
 	msg_txn_reset(e);
 	e->tflags |= TF_MAIL | (utf8 ? TF_SMTPUTF8 : 0);
 	e->txn.mail_from = xstrdup(cmd->path);
@@ -264,7 +268,7 @@ cmd_data(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "503 5.5.1 Error: DATA after BDAT in one transaction");
 		return;
 	}
-	reply_forward(e, PK_DATA, PF_GROUP_END, e->lim->t_server_data_init, "DATA");
+	msg_data_cmd(e);
 }
 
 static void

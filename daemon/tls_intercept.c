@@ -88,8 +88,8 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	return 1; /* we keep the reference */
 }
 
-static void
-upstream_begin(struct smtp_engine *e, const char *sni)
+void
+tlsi_upstream_begin(struct smtp_engine *e, const char *sni)
 {
 	SSL *ssl = SSL_new(tls_global->client_ctx[smtp_profile(e)]);
 
@@ -274,7 +274,7 @@ tlsi_upstream_reply(struct smtp_engine *e, struct pend *p, int code)
 		return false;
 	}
 	reply_hold(p);
-	upstream_begin(e, NULL);
+	tlsi_upstream_begin(e, NULL);
 	return true;
 }
 
@@ -385,7 +385,7 @@ tlsi_client_hello(struct smtp_engine *e)
 {
 	e->flags |= EF_HELLO_SEEN;
 	if (!(e->flags & EF_UP_DEAD) && e->sio && io_ssl(e->sio) == NULL)
-		upstream_begin(e, e->sni);
+		tlsi_upstream_begin(e, e->sni);
 }
 
 /* The client's handshake completed: SMTP goes on inside TLS. */
@@ -408,7 +408,7 @@ void
 tlsi_upstream_connected(struct smtp_engine *e)
 {
 	if ((e->flags & EF_IMPLICIT_TLS) && (e->flags & EF_HELLO_SEEN))
-		upstream_begin(e, e->sni);
+		tlsi_upstream_begin(e, e->sni);
 }
 
 /*

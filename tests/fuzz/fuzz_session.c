@@ -12,7 +12,9 @@
  *               5xx (0), 4xx (1) or success, 0xfc-0xff a fault (bare LF,
  *               garbage, 421 and close, close); the first picks the
  *               greeting, an EHLO takes two (class and capability bits),
- *               an AUTH step answers 334 on 7
+ *               an AUTH step answers 334 on 7; each inspection takes one
+ *               too (fi_begin: asynchronous verdict, held message, a
+ *               pause, an edit)
  *   the rest    what the client sends; 0xFE ends a write (the loop runs
  *               until idle before the next), 0xFF half-closes the client
  *               (neither byte occurs in UTF-8, so both are free to use)
@@ -24,13 +26,15 @@
  * besides memory errors and leaks:
  *  - the end of data (".", BDAT LAST) reaches the destination only when
  *    the inspector allows (with a denying inspector never), and only after
- *    exactly the octets the inspector saw;
+ *    exactly the octets the inspector saw (with its edit, when it made
+ *    one), whether the verdict came at once or later;
  *  - the client hears "queued as Q<k>" only for messages the destination
  *    accepted, each once, in order;
  *  - everything the client receives is canonical reply lines;
  *  - the session ends once both peers are gone.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,35 +81,33 @@ digest_add(struct digest *d, const char *p, size_t len)
 	d->n += len;
 }
 
-/* What the inspector saw of each message it allowed, oldest first. */
+/* What the inspector saw of each message it allowed (as edited), oldest first. */
 static struct {
-	struct digest cur;
+	struct digest cur, cur_edited;
 	struct digest allowed[64];
 	unsigned head, tail;
 } seen;
 
-static void *
-fi_begin(const struct inspector *in, const struct inspect_envelope *env)
-{
-	(void)in;
-	CHECK(env->mail_from != NULL && env->helo != NULL);
-	for (int i = 0; i < env->nrcpts; i++)
-		CHECK(env->rcpts[i] != NULL);
-	digest_init(&seen.cur);
-	return malloc(16); /* leaks unless end() or abort() runs */
-}
+/*
+ * Each transaction draws one byte from the decisions (0 when there are
+ * none left): bit 0 the verdict comes later (a 0 ms timer, as from a
+ * socket), bit 1 hold the message, bit 2 ask for a pause once in body(),
+ * bit 3 (held only) an edit: a header line inserted at the top.
+ */
+#define FI_EDIT "X-Fuzz: edited\r\n"
+
+struct fi_txn {
+	const struct inspect_hooks *hooks;
+	struct ev_timer verdict_timer, resume_timer;
+	bool async, busy, edit, busy_done;
+};
+
+static uint8_t insp_decide(void);
 
 static void
-fi_body(void *txn, const char *data, size_t len)
+fi_result(struct fi_txn *t, struct inspect_result *res)
 {
-	CHECK(txn != NULL);
-	digest_add(&seen.cur, data, len);
-}
-
-static void
-fi_end(void *txn, struct inspect_result *res)
-{
-	free(txn);
+	inspect_result_clear(res);
 	if (insp_mode == INSP_DENY) {
 		res->verdict = INSPECT_DENY;
 		snprintf(res->reply, sizeof(res->reply), "554 5.7.1 denied by fuzz");
@@ -114,15 +116,106 @@ fi_end(void *txn, struct inspect_result *res)
 		snprintf(res->reply, sizeof(res->reply), "250 not a tempfail\r\n");
 	} else {
 		res->verdict = INSPECT_ALLOW;
+		if (t->edit)
+			CHECK(inspect_result_edit(res, 0, 0, FI_EDIT, strlen(FI_EDIT)) == 0);
 		if (seen.tail - seen.head < 64)
-			seen.allowed[seen.tail++ % 64] = seen.cur;
+			seen.allowed[seen.tail++ % 64] = t->edit ? seen.cur_edited : seen.cur;
 	}
+}
+
+static void
+fi_free(struct fi_txn *t)
+{
+	ev_timer_cancel(&t->verdict_timer);
+	ev_timer_cancel(&t->resume_timer);
+	free(t);
+}
+
+static void *
+fi_begin(const struct inspector *in, const struct inspect_envelope *env,
+    const struct inspect_hooks *hooks, unsigned *flags)
+{
+	struct fi_txn *t = calloc(1, sizeof(*t));
+	uint8_t b = insp_decide();
+
+	(void)in;
+	CHECK(t != NULL);
+	CHECK(env->mail_from != NULL && env->helo != NULL);
+	for (int i = 0; i < env->nrcpts; i++)
+		CHECK(env->rcpts[i] != NULL);
+	t->hooks = hooks;
+	t->async = b & 1;
+	t->busy = b & 4;
+	if (b & 2) {
+		*flags |= INSPECT_F_HOLD;
+		t->edit = b & 8;
+	}
+	digest_init(&seen.cur);
+	digest_init(&seen.cur_edited);
+	if (t->edit)
+		digest_add(&seen.cur_edited, FI_EDIT, strlen(FI_EDIT));
+	return t; /* leaks unless end() or abort() runs */
+}
+
+static void
+fi_resume(struct ev_timer *tm)
+{
+	struct fi_txn *t = (struct fi_txn *)(void *)((char *)tm - offsetof(struct fi_txn,
+	    resume_timer));
+
+	t->hooks->resume(t->hooks->ctx);
+}
+
+static int
+fi_body(void *txn, const char *data, size_t len)
+{
+	struct fi_txn *t = txn;
+
+	CHECK(t != NULL && !ev_timer_armed(&t->verdict_timer));
+	digest_add(&seen.cur, data, len);
+	digest_add(&seen.cur_edited, data, len);
+	if (t->busy && !t->busy_done) {
+		t->busy_done = true;
+		ev_timer_arm(&t->resume_timer, 0, fi_resume);
+		return INSPECT_BUSY;
+	}
+	return INSPECT_OK;
+}
+
+static void
+fi_verdict(struct ev_timer *tm)
+{
+	struct fi_txn *t = (struct fi_txn *)(void *)((char *)tm - offsetof(struct fi_txn,
+	    verdict_timer));
+	const struct inspect_hooks *h = t->hooks;
+	struct inspect_result res;
+
+	memset(&res, 0, sizeof(res));
+	fi_result(t, &res);
+	fi_free(t);
+	h->verdict(h->ctx, &res);
+	inspect_result_clear(&res);
+}
+
+static int
+fi_end(void *txn, struct inspect_result *res)
+{
+	struct fi_txn *t = txn;
+
+	ev_timer_cancel(&t->resume_timer);
+	if (t->async) {
+		ev_timer_arm(&t->verdict_timer, 0, fi_verdict);
+		return INSPECT_PENDING;
+	}
+	fi_result(t, res);
+	fi_free(t);
+	return INSPECT_DONE;
 }
 
 static void
 fi_abort(void *txn)
 {
-	free(txn);
+	fi_free(txn);
 }
 
 static const struct inspector fuzz_insp = {
@@ -152,6 +245,13 @@ decide(void)
 {
 	/* without decisions left: success */
 	return m.idec < m.ndec ? m.dec[m.idec++] : 2;
+}
+
+static uint8_t
+insp_decide(void)
+{
+	/* without decisions left: synchronous, streamed */
+	return m.idec < m.ndec ? m.dec[m.idec++] : 0;
 }
 
 static void
@@ -622,6 +722,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t slen = size - 2 - ndec;
 
 	config_defaults(conf);
+	/* held messages beyond 4 KiB go to a spool directory of our own */
+	static char spool[] = "/tmp/fuzz_session.XXXXXX";
+	if (spool[sizeof(spool) - 2] == 'X')
+		CHECK(mkdtemp(spool) != NULL);
+	snprintf(conf->spool_dir, sizeof(conf->spool_dir), "%s", spool);
+	conf->smtp.hold_memory = 4096;
 	conf->smtp.bare_newline_normalize = cfg & 1;
 	conf->smtp.allow_chunking = cfg & 2;
 	conf->smtp.max_line_length = cfg & 4 ? 16 : 998;

@@ -35,6 +35,7 @@
 #include "ev.h"
 #include "inspect.h"
 #include "session.h"
+#include "util.h"
 
 #define WAIT_MS 3000u
 
@@ -290,23 +291,77 @@ teardown(void **state)
 
 /* --------------------------------------------------------- inspector */
 
+/*
+ * The test inspector: records what it is shown, and answers at once or
+ * later (an ev timer: the way a scanner behind a socket answers), asks
+ * for a pause in the middle, holds the message and returns edits.  Its
+ * transactions are real allocations, so one never ended nor aborted
+ * leaks (ASan), and abort() cancels its timers: a verdict after abort()
+ * would be a callback into a freed engine.
+ */
+struct ti_txn {
+	const struct inspect_hooks *hooks;
+	struct ev_timer verdict_timer, resume_timer;
+	size_t seen;
+	bool busy_done;
+};
+
 static struct {
-	int begun, ended, aborted;
+	int begun, ended, aborted, resumed, busy;
 	enum inspect_verdict verdict;
 	const char *reply;
 	char helo[300], from[300], rcpts[1024];
 	int nrcpts;
 	char body[65536];
 	size_t bodylen;
+	uint64_t bodytotal;
+	/* behaviour */
+	int delay_ms;      /* 0: the verdict at once; > 0: after delay_ms; < 0: never */
+	bool hold;         /* INSPECT_F_HOLD */
+	size_t busy_after; /* body() is busy once this many octets arrived (0: never) */
+	int resume_ms;     /* ... and resumes after resume_ms (< 0: never) */
+	struct { uint64_t off, len; const char *text; } edits[8];
+	int nedits;
+	struct ti_txn *live;
 } ti;
 
+static void
+ti_result(struct inspect_result *res)
+{
+	inspect_result_clear(res);
+	res->verdict = ti.verdict;
+	if (ti.reply)
+		snprintf(res->reply, sizeof(res->reply), "%s", ti.reply);
+	snprintf(res->reason, sizeof(res->reason), "test");
+	for (int i = 0; i < ti.nedits; i++)
+		assert_int_equal(inspect_result_edit(res, ti.edits[i].off, ti.edits[i].len,
+		    ti.edits[i].text, strlen(ti.edits[i].text)), 0);
+}
+
+static void
+ti_free(struct ti_txn *t)
+{
+	ev_timer_cancel(&t->verdict_timer);
+	ev_timer_cancel(&t->resume_timer);
+	if (ti.live == t)
+		ti.live = NULL;
+	free(t);
+}
+
 static void *
-ti_begin(const struct inspector *in, const struct inspect_envelope *env)
+ti_begin(const struct inspector *in, const struct inspect_envelope *env,
+    const struct inspect_hooks *hooks, unsigned *flags)
 {
 	size_t o = 0;
+	struct ti_txn *t = calloc(1, sizeof(*t));
 
+	assert_non_null(t);
+	assert_int_equal(*flags, 0);
+	t->hooks = hooks;
+	ti.live = t;
 	ti.begun++;
 	ti.bodylen = 0;
+	ti.bodytotal = 0;
 	snprintf(ti.helo, sizeof(ti.helo), "%s", env->helo ? env->helo : "(null)");
 	snprintf(ti.from, sizeof(ti.from), "%s", env->mail_from);
 	ti.nrcpts = env->nrcpts;
@@ -314,35 +369,80 @@ ti_begin(const struct inspector *in, const struct inspect_envelope *env)
 	for (int i = 0; i < env->nrcpts; i++)
 		o += (size_t)snprintf(ti.rcpts + o, sizeof(ti.rcpts) - o, "%s<%s>", i ? "," : "",
 		    env->rcpts[i]);
-	/* real state, so a transaction that is never ended or aborted leaks */
-	return malloc(32);
+	if (ti.hold)
+		*flags |= INSPECT_F_HOLD;
+	return t;
 }
 
 static void
+ti_resume_cb(struct ev_timer *tm)
+{
+	struct ti_txn *t = container_of(tm, struct ti_txn, resume_timer);
+
+	ti.resumed++;
+	t->hooks->resume(t->hooks->ctx);
+}
+
+static int
 ti_body(void *txn, const char *data, size_t len)
 {
-	assert_non_null(txn);
+	struct ti_txn *t = txn;
+
+	assert_non_null(t);
+	assert_false(ev_timer_armed(&t->verdict_timer)); /* nothing after end() */
 	if (ti.bodylen + len <= sizeof(ti.body)) {
 		memcpy(ti.body + ti.bodylen, data, len);
 		ti.bodylen += len;
 	}
+	ti.bodytotal += len;
+	t->seen += len;
+	if (ti.busy_after && !t->busy_done && t->seen >= ti.busy_after) {
+		t->busy_done = true;
+		ti.busy++;
+		if (ti.resume_ms >= 0)
+			ev_timer_arm(&t->resume_timer, (uint64_t)ti.resume_ms, ti_resume_cb);
+		return INSPECT_BUSY;
+	}
+	return INSPECT_OK;
 }
 
 static void
+ti_verdict_cb(struct ev_timer *tm)
+{
+	struct ti_txn *t = container_of(tm, struct ti_txn, verdict_timer);
+	struct inspect_result res;
+
+	memset(&res, 0, sizeof(res));
+	ti_result(&res);
+	ti.ended++;
+	/* The transaction is over when the verdict is delivered. */
+	const struct inspect_hooks *h = t->hooks;
+	ti_free(t);
+	h->verdict(h->ctx, &res);
+	inspect_result_clear(&res);
+}
+
+static int
 ti_end(void *txn, struct inspect_result *res)
 {
-	free(txn);
-	ti.ended++;
-	res->verdict = ti.verdict;
-	if (ti.reply)
-		snprintf(res->reply, sizeof(res->reply), "%s", ti.reply);
-	snprintf(res->reason, sizeof(res->reason), "test");
+	struct ti_txn *t = txn;
+
+	ev_timer_cancel(&t->resume_timer);
+	if (ti.delay_ms == 0) {
+		ti_result(res);
+		ti.ended++;
+		ti_free(t);
+		return INSPECT_DONE;
+	}
+	if (ti.delay_ms > 0)
+		ev_timer_arm(&t->verdict_timer, (uint64_t)ti.delay_ms, ti_verdict_cb);
+	return INSPECT_PENDING;
 }
 
 static void
 ti_abort(void *txn)
 {
-	free(txn);
+	ti_free(txn);
 	ti.aborted++;
 }
 
