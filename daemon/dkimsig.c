@@ -18,6 +18,7 @@
 struct copy {
 	DKIM *dkim;       /* NULL after a library error (or before the first octet) */
 	bool failed;      /* library error or header limit: the answer is unknown */
+	bool nosig;       /* no DKIM-Signature on this copy: nothing more to compute */
 	bool ended;       /* dkim_eom() done */
 	bool in_body;     /* the header block is over */
 	enum { H_LINE_START, H_START_CR, H_IN_LINE } hstate;
@@ -124,7 +125,7 @@ dkimsig_feed(struct dkimsig *d, enum dkimsig_copy which, const char *p, size_t n
 	struct copy *c = &d->c[which];
 	DKIM_STAT st;
 
-	if (c->failed || c->ended || n == 0)
+	if (c->failed || c->ended || c->nosig || n == 0)
 		return;
 	if (c->dkim == NULL) {
 		c->dkim = dkim_verify(library(), (const unsigned char *)"smtpgw", NULL, &st);
@@ -146,8 +147,10 @@ dkimsig_feed(struct dkimsig *d, enum dkimsig_copy which, const char *p, size_t n
 		}
 	}
 	st = dkim_chunk(c->dkim, (unsigned char *)(uintptr_t)p, n);
-	/* NOSIG: no signature on this copy -- not an error, the hashes are simply absent */
-	if (st != DKIM_STAT_OK && st != DKIM_STAT_NOSIG)
+	/* NOSIG (at the end of the header): no signature on this copy -- nothing to compare */
+	if (st == DKIM_STAT_NOSIG)
+		c->nosig = true;
+	else if (st != DKIM_STAT_OK)
 		copy_fail(c);
 }
 
@@ -159,8 +162,8 @@ copy_end(struct copy *c)
 	if (c->failed || c->ended)
 		return;
 	c->ended = true;
-	if (c->dkim == NULL)
-		return; /* nothing was fed: an empty message */
+	if (c->dkim == NULL || c->nosig)
+		return; /* nothing was fed (an empty message), or nothing is signed */
 	st = dkim_chunk(c->dkim, NULL, 0);
 	if (st != DKIM_STAT_OK && st != DKIM_STAT_NOSIG) {
 		copy_fail(c);
@@ -175,7 +178,7 @@ siglist(struct copy *c, DKIM_SIGINFO ***sigs)
 {
 	int n = 0;
 
-	if (c->dkim == NULL || dkim_getsiglist(c->dkim, sigs, &n) != DKIM_STAT_OK)
+	if (c->dkim == NULL || c->nosig || dkim_getsiglist(c->dkim, sigs, &n) != DKIM_STAT_OK)
 		return 0;
 	return n;
 }

@@ -379,4 +379,6 @@ up_relink(struct smtp_engine *e)
 	log_sid(LOG_LVL_INFO, e->id, "smtp upstream reconnect tls=%s",
 	    e->relink.tls ? ((e->flags & EF_IMPLICIT_TLS) ? "implicit" : "starttls") : "no");
 	smtp_enter(e, SP_RELINK);
+	/* What the client is owed (the refusal that brought us here) goes out meanwhile. */
+	reply_flush(e);
 }
