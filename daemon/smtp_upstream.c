@@ -26,6 +26,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
@@ -308,11 +309,20 @@ void
 up_event(struct smtp_engine *e, enum io_event ev)
 {
 	switch (ev) {
-	case IO_CONNECTED:
+	case IO_CONNECTED: {
+		union sockaddr_any local;
+		socklen_t len = sizeof(local);
+		char buf[ADDR_STRLEN];
+
 		if (e->relink.step != RL_CONNECT) {
 			fail(e, "unexpected connect", true);
 			return;
 		}
+		if (getsockname(io_fd(e->sio), &local.sa, &len) < 0)
+			memset(&local, 0, sizeof(local));
+		log_sid(LOG_LVL_INFO, e->id, "smtp upstream reconnect connected local=%s ms=%llu",
+		    addr_fmt(&local, buf, sizeof(buf)),
+		    (unsigned long long)(now_ms() - e->relink.start_ms));
 		if (e->flags & EF_IMPLICIT_TLS) {
 			e->relink.step = RL_TLS_IMPLICIT;
 			tlsi_upstream_begin(e, e->sni);
@@ -322,6 +332,7 @@ up_event(struct smtp_engine *e, enum io_event ev)
 			io_set_timeout(e->sio, e->lim->t_server_greeting * 1000u);
 		}
 		return;
+	}
 	case IO_DATAIN:
 		input(e);
 		return;
