@@ -2,6 +2,7 @@
  * dkimsig - DKIM signatures a change would break, computed by
  * libopendkim (see dkimsig.h).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@ struct copy {
 	bool ended;       /* dkim_eom() done */
 	bool in_body;     /* the header block is over */
 	enum { H_LINE_START, H_START_CR, H_IN_LINE } hstate;
+	/* Does the header have a "DKIM-Signature:" field at all? (see copy_end) */
+	size_t lpos;      /* octets of the current line seen, up to the field name's */
+	bool lmatch;      /* ... all of them matching "dkim-signature:" */
+	bool sig_field;
+	bool overflow;    /* the header block is beyond DKIMSIG_HEADER_MAX */
 	uint64_t header_octets;
 };
 
@@ -93,6 +99,20 @@ copy_fail(struct copy *c)
 	copy_free(c);
 }
 
+#define SIG_FIELD "dkim-signature:"
+
+/* One more octet of a header line: is it a DKIM-Signature field? */
+static void
+field_name(struct copy *c, char ch)
+{
+	if (c->lpos < sizeof(SIG_FIELD) - 1) {
+		if (tolower((unsigned char)ch) != SIG_FIELD[c->lpos])
+			c->lmatch = false;
+		if (++c->lpos == sizeof(SIG_FIELD) - 1 && c->lmatch)
+			c->sig_field = true;
+	}
+}
+
 /* How many of p's n octets belong to the header block (and note where it ends). */
 static size_t
 header_part(struct copy *c, const char *p, size_t n)
@@ -100,7 +120,14 @@ header_part(struct copy *c, const char *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		switch (c->hstate) {
 		case H_LINE_START:
-			c->hstate = p[i] == '\r' ? H_START_CR : p[i] == '\n' ? H_LINE_START : H_IN_LINE;
+			c->lpos = 0;
+			c->lmatch = true;
+			if (p[i] == '\r') {
+				c->hstate = H_START_CR;
+			} else if (p[i] != '\n') {
+				c->hstate = H_IN_LINE;
+				field_name(c, p[i]);
+			}
 			break;
 		case H_START_CR:
 			if (p[i] == '\n') {
@@ -109,10 +136,13 @@ header_part(struct copy *c, const char *p, size_t n)
 				return i + 1;
 			}
 			c->hstate = H_IN_LINE;
+			c->lmatch = false;
 			break;
 		case H_IN_LINE:
 			if (p[i] == '\n')
 				c->hstate = H_LINE_START;
+			else
+				field_name(c, p[i]);
 			break;
 		}
 	}
@@ -125,15 +155,8 @@ dkimsig_feed(struct dkimsig *d, enum dkimsig_copy which, const char *p, size_t n
 	struct copy *c = &d->c[which];
 	DKIM_STAT st;
 
-	if (c->failed || c->ended || c->nosig || n == 0)
+	if (c->ended || c->nosig || c->overflow || n == 0)
 		return;
-	if (c->dkim == NULL) {
-		c->dkim = dkim_verify(library(), (const unsigned char *)"smtpgw", NULL, &st);
-		if (c->dkim == NULL) {
-			copy_fail(c);
-			return;
-		}
-	}
 	if (!c->in_body) {
 		/* libopendkim keeps the header fields: bound what it may be given */
 		size_t h = header_part(c, p, n);
@@ -142,6 +165,17 @@ dkimsig_feed(struct dkimsig *d, enum dkimsig_copy which, const char *p, size_t n
 		if (c->header_octets > DKIMSIG_HEADER_MAX) {
 			log_sid(LOG_LVL_INFO, d->sid, "dkim check header-octets>%d result=unknown",
 			    DKIMSIG_HEADER_MAX);
+			c->overflow = true;
+			copy_fail(c);
+			return;
+		}
+	}
+	/* after a library error only the header is still scanned (for a DKIM-Signature field) */
+	if (c->failed)
+		return;
+	if (c->dkim == NULL) {
+		c->dkim = dkim_verify(library(), (const unsigned char *)"smtpgw", NULL, &st);
+		if (c->dkim == NULL) {
 			copy_fail(c);
 			return;
 		}
@@ -152,6 +186,14 @@ dkimsig_feed(struct dkimsig *d, enum dkimsig_copy which, const char *p, size_t n
 		c->nosig = true;
 	else if (st != DKIM_STAT_OK)
 		copy_fail(c);
+}
+
+bool
+dkimsig_unsigned(const struct dkimsig *d)
+{
+	const struct copy *c = &d->c[DKIMSIG_ORIGINAL];
+
+	return c->nosig || (c->failed && c->in_body && !c->sig_field);
 }
 
 static void
@@ -248,6 +290,14 @@ dkimsig_compare(struct dkimsig *d, struct dkimsig_result *r)
 	memset(r, 0, sizeof(*r));
 	copy_end(&d->c[DKIMSIG_ORIGINAL]);
 	copy_end(&d->c[DKIMSIG_CHANGED]);
+	/*
+	 * libopendkim refuses some messages outright (no From field, a line
+	 * that is no header field): with no DKIM-Signature field in the
+	 * original there is nothing to protect; with one, or past the
+	 * header limit, nobody can tell.
+	 */
+	if (d->c[0].failed && !d->c[0].sig_field && !d->c[0].overflow)
+		return;
 	if (d->c[0].failed || d->c[1].failed) {
 		r->unknown = true;
 		snprintf(r->detail, sizeof(r->detail), "unknown");

@@ -24,8 +24,11 @@
  * Feeding is incremental (the engine reads a held message back in
  * slices).  Limits: the header block of each copy is bounded by
  * DKIMSIG_HEADER_MAX octets (libopendkim keeps the header fields in
- * memory); beyond it, or on a library error, the answer is "unknown",
- * which callers treat as "would break".  No I/O.
+ * memory); beyond it, or on a library error with a DKIM-Signature field
+ * in the original's header, the answer is "unknown", which callers treat
+ * as "would break".  A header libopendkim refuses (no From field, a line
+ * that is no field) without any DKIM-Signature field has nothing to
+ * protect.  No I/O.
  */
 #ifndef SMTPGW_DKIMSIG_H
 #define SMTPGW_DKIMSIG_H
@@ -56,7 +59,9 @@ struct dkimsig_result {
 struct dkimsig *dkimsig_new(uint64_t sid);
 /* The next octets of one copy (the message as inspected: CRLF lines, unstuffed). */
 void dkimsig_feed(struct dkimsig *d, enum dkimsig_copy copy, const char *p, size_t n);
-/* Both copies are in: compare. */
+/* The original's header is in and carries no DKIM-Signature: nothing to protect. */
+bool dkimsig_unsigned(const struct dkimsig *d);
+/* Both copies are in (or the original is unsigned): compare. */
 void dkimsig_compare(struct dkimsig *d, struct dkimsig_result *r);
 void dkimsig_free(struct dkimsig *d);
 

@@ -11,8 +11,9 @@
  *    hooks->verdict().  The client's end of data is simply not answered
  *    until then; the worker serves every other session meanwhile.
  *  - body() may return INSPECT_BUSY (back-pressure): what it was given is
- *    taken in full, but the engine feeds nothing more -- and reads
- *    nothing more from the client -- until hooks->resume().
+ *    taken in full; the engine finishes the line it was feeding (at most
+ *    its CRLF more), then feeds nothing -- and reads nothing from the
+ *    client -- until hooks->resume().
  *  - Hooks are called from the event loop, never from inside begin(),
  *    body(), end() or abort().
  *  - abort() cancels the transaction at any point before its verdict has
@@ -94,7 +95,7 @@ struct inspect_result {
 
 /* body() */
 #define INSPECT_OK 0
-#define INSPECT_BUSY 1 /* taken; feed nothing more until hooks->resume() */
+#define INSPECT_BUSY 1 /* taken; nothing more after this line until hooks->resume() */
 /* end() */
 #define INSPECT_DONE 0    /* *res is the verdict; the transaction is over */
 #define INSPECT_PENDING 1 /* the verdict comes through hooks->verdict() */

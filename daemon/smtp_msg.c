@@ -17,7 +17,7 @@
  *    else; the message is kept (hold.h); after the verdict the held
  *    copy, with the inspector's edits, goes up as DATA -- or, denied, an
  *    RSET discards the destination's transaction.  An upstream idle
- *    meanwhile gets a NOOP every HOLD_KEEPALIVE_MS.
+ *    meanwhile gets a NOOP now and then (keepalive_ms).
  *
  * The verdict may come later (inspect.h): the client's end-of-data entry
  * stays unanswered in the reply FIFO (SP_VERDICT) and the client's next
@@ -43,8 +43,18 @@
 #include "smtp_int.h"
 #include "util.h"
 
-/* A NOOP to a destination that waits while we hold a message, this often. */
-#define HOLD_KEEPALIVE_MS 60000u
+/*
+ * A NOOP to a destination that waits while we hold a message: every
+ * fifth of timeout-server-command (we assume it waits for us about as
+ * long as we wait for it; RFC 5321's 5 minutes), at most every minute.
+ */
+static uint64_t
+keepalive_ms(const struct smtp_engine *e)
+{
+	uint64_t ms = e->lim->t_server_command * 1000ull / 5;
+
+	return ms > 60000 ? 60000 : ms;
+}
 /* Octets of a held message run through the DKIM check per event-loop turn. */
 #define DKIM_SLICE (1024 * 1024)
 
@@ -166,7 +176,7 @@ inspect_begin(struct smtp_engine *e)
 		e->tflags |= TF_HELD;
 		hold_free(&t->hold);
 		hold_init(&t->hold, (size_t)e->lim->hold_memory, e->conf->spool_dir);
-		ev_timer_arm(&t->keepalive, HOLD_KEEPALIVE_MS, keepalive);
+		ev_timer_arm(&t->keepalive, keepalive_ms(e), keepalive);
 	}
 }
 
@@ -438,6 +448,8 @@ dkim_feed(struct smtp_engine *e, size_t budget)
 		}
 		dkimsig_feed(t->dkim, t->dkim_pass ? DKIMSIG_CHANGED : DKIMSIG_ORIGINAL, p,
 		    (size_t)n);
+		if (dkimsig_unsigned(t->dkim))
+			return true; /* no signature to break: no need to read on */
 		budget -= (size_t)n;
 	}
 	return false;
@@ -627,7 +639,7 @@ keepalive(struct ev_timer *tm)
 		return;
 	if (!(e->flags & EF_UP_DEAD) && e->await == NULL)
 		reply_forward(e, PK_OTHER, PF_DROP, e->lim->t_server_command, "NOOP");
-	ev_timer_arm(tm, HOLD_KEEPALIVE_MS, keepalive);
+	ev_timer_arm(tm, keepalive_ms(e), keepalive);
 }
 
 /*

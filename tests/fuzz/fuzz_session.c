@@ -1,6 +1,8 @@
 /*
- * fuzz_session - the whole SMTP engine (session_attach over two socket
- * pairs), a fuzzed client against a strict model of the destination.
+ * fuzz_session - the whole SMTP engine (session_attach: a socket pair for
+ * the client, TCP on loopback for the destination, so the engine can
+ * reconnect after discarding a message), a fuzzed client against a strict
+ * model of the destination.
  *
  * Input:
  *   byte 0      configuration: bit 0 bare-newline normalize, bit 1
@@ -14,7 +16,8 @@
  *               greeting, an EHLO takes two (class and capability bits),
  *               an AUTH step answers 334 on 7; each inspection takes one
  *               too (fi_begin: asynchronous verdict, held message, a
- *               pause, an edit)
+ *               pause, an edit), and so does a reconnection's greeting
+ *               (554 on 0, else 220)
  *   the rest    what the client sends; 0xFE ends a write (the loop runs
  *               until idle before the next), 0xFF half-closes the client
  *               (neither byte occurs in UTF-8, so both are free to use)
@@ -39,6 +42,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -564,30 +570,104 @@ model_process(void)
 	m.inlen -= off;
 }
 
+/*
+ * The destination is a TCP listener on loopback, so the engine can
+ * reconnect after discarding a message: a new connection replaces the
+ * model's (greeted with 554 when the next decision says 0 mod 8).
+ */
+static int lfd = -1;
+static struct sockaddr_in laddr;
+
+static void
+model_accept(void)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (m.fd >= 0)
+		close(m.fd);
+	m.fd = fd;
+	m.st = SM_CMD;
+	m.inlen = 0;
+	m.bdat_left = 0;
+	digest_init(&m.msg);
+	m.activity = true;
+	model_send(decide() % 8 == 0 ? "554 5.3.2 No service\r\n" : "220 mx2.fuzz.example ESMTP\r\n");
+}
+
+static void
+drain_listener(void)
+{
+	int fd;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+		close(fd);
+}
+
+/* A connected TCP pair: the engine's end is returned, the model's is m.fd. */
+static int
+destination_pair(void)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	socklen_t len = sizeof(laddr);
+	int s;
+
+	if (lfd < 0) {
+		laddr.sin_family = AF_INET;
+		laddr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		CHECK(lfd >= 0);
+		CHECK(bind(lfd, (struct sockaddr *)&laddr, sizeof(laddr)) == 0);
+		CHECK(listen(lfd, 64) == 0);
+		CHECK(getsockname(lfd, (struct sockaddr *)&laddr, &len) == 0);
+	}
+	drain_listener();
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	/* closed with a reset: no TIME_WAIT piles up over millions of runs */
+	CHECK(setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+	CHECK(connect(s, (struct sockaddr *)&laddr, sizeof(laddr)) == 0);
+	CHECK(fcntl(s, F_SETFL, O_NONBLOCK) == 0);
+	for (int i = 0; i < 1000 && (m.fd = accept4(lfd, NULL, NULL,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0; i++)
+		usleep(100);
+	CHECK(m.fd >= 0);
+	return s;
+}
+
 static void
 model_read(void)
 {
-	while (m.fd >= 0) {
-		if (m.inlen == sizeof(m.in)) {
+	for (;;) {
+		while (m.fd >= 0) {
+			if (m.inlen == sizeof(m.in)) {
+				model_process();
+				CHECK(m.inlen < sizeof(m.in));
+			}
+			ssize_t n = recv(m.fd, m.in + m.inlen, sizeof(m.in) - m.inlen, 0);
+			if (n > 0) {
+				m.inlen += (size_t)n;
+				m.activity = true;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			/* the engine closed its side */
 			model_process();
-			CHECK(m.inlen < sizeof(m.in));
+			model_close();
 		}
-		ssize_t n = recv(m.fd, m.in + m.inlen, sizeof(m.in) - m.inlen, 0);
-		if (n > 0) {
-			m.inlen += (size_t)n;
-			m.activity = true;
-			continue;
+		if (m.fd >= 0) {
+			model_process();
+			return;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		/* the engine closed its side */
-		model_process();
-		model_close();
-		return;
+		/* closed: the engine may have reconnected */
+		model_accept();
+		if (m.fd < 0)
+			return;
 	}
-	model_process();
 }
 
 /* -------------------------------------------------------------- client */
@@ -708,7 +788,7 @@ send_client(const uint8_t *s, size_t n)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int cp[2], sp[2];
+	int cp[2], sfd;
 
 	if (conf == NULL) {
 		conf = calloc(1, sizeof(*conf));
@@ -747,11 +827,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ev_init();
 	ev_set_idle_hook(session_reap);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, cp) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) == 0);
 	c.fd = cp[0];
-	m.fd = sp[0];
+	sfd = destination_pair();
 	m.st = SM_CMD;
-	CHECK(session_attach(cp[1], sp[1], conf, &fuzz_insp) != NULL);
+	CHECK(session_attach(cp[1], sfd, conf, &fuzz_insp) != NULL);
 
 	/* the greeting */
 	switch (decide() % 8) {
@@ -791,6 +870,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ev_timer_arm(&tick, 0, tick_cb);
 		ev_loop();
 		ev_timer_cancel(&tick);
+		drain_listener(); /* a reconnection under way finds nobody */
 	}
 	if (session_count() != 0) {
 		fprintf(stderr, "the session outlived both of its peers\n");

@@ -126,6 +126,15 @@ test_unsigned(void **state)
 	(void)state;
 	check(MSG, ch, 13, &r);
 	assert_int_equal(r.nsigs, 0);
+	struct dkimsig *d = dkimsig_new(1);
+	dkimsig_feed(d, DKIMSIG_ORIGINAL, MSG, strlen(HDRS));
+	assert_false(dkimsig_unsigned(d)); /* the header block has not ended yet */
+	dkimsig_feed(d, DKIMSIG_ORIGINAL, MSG + strlen(HDRS), 2);
+	assert_true(dkimsig_unsigned(d));
+	dkimsig_compare(d, &r);
+	assert_int_equal(r.nsigs, 0);
+	assert_int_equal(r.nbroken, 0);
+	dkimsig_free(d);
 	assert_int_equal(r.nbroken, 0);
 	assert_false(r.unknown);
 	free(ch);
@@ -333,6 +342,29 @@ test_header_limit(void **state)
 	free(m);
 }
 
+/*
+ * libopendkim refuses a header without From: nothing to protect when it
+ * has no DKIM-Signature field, "unknown" when it has one.
+ */
+static void
+test_refused_header(void **state)
+{
+	struct dkimsig_result r;
+	const char *nofrom = "Subject: x\r\n\r\nbody\r\n";
+	const char *nofrom_signed = "Subject: x\r\nDKIM-Signature: v=1; a=rsa-sha256; d=example.com; "
+	    "s=sel; h=subject; bh=AAAA; b=AAAA\r\n\r\nbody\r\n";
+	const char *noheader = ".a\r\nend.1\r\n";
+
+	(void)state;
+	check(nofrom, "Subject: y\r\n\r\nbody\r\n", 3, &r);
+	assert_false(r.unknown);
+	assert_int_equal(r.nbroken, 0);
+	check(noheader, noheader, 3, &r);
+	assert_false(r.unknown);
+	check(nofrom_signed, nofrom, 3, &r);
+	assert_true(r.unknown);
+}
+
 /* Garbage in a DKIM-Signature: never a crash, never a protected signature. */
 static void
 test_malformed_signature(void **state)
@@ -365,6 +397,7 @@ main(void)
 		cmocka_unit_test(test_already_broken),
 		cmocka_unit_test(test_two_signatures),
 		cmocka_unit_test(test_header_limit),
+		cmocka_unit_test(test_refused_header),
 		cmocka_unit_test(test_malformed_signature),
 	};
 

@@ -1734,6 +1734,42 @@ test_hold_allow(void **state)
 	assert_memory_equal(ti.body, "Subject: held\r\n\r\n.leading dot\r\nbody\r\n", ti.bodylen);
 }
 
+/*
+ * A destination idle while we hold a message (a slow verdict) gets a
+ * NOOP every fifth of timeout-server-command; the client sees none of it.
+ */
+static void
+test_hold_keepalive(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 700;
+	conf.smtp.t_server_command = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	/* a NOOP every 200 ms until the verdict, each answered */
+	int noops = 0;
+	uint64_t end = now_ms() + WAIT_MS;
+	while (!received(&srv, "DATA\r\n") && now_ms() < end) {
+		pump(1);
+		if (srv.len - srv.mark >= 6 && memcmp(srv.buf + srv.mark, "NOOP\r\n", 6) == 0) {
+			srv.mark += 6;
+			noops++;
+			SSEND("250 2.0.0 Ok\r\n");
+		}
+	}
+	assert_true(noops >= 2);
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_quiet(&cli, 10);
+}
+
 /* hold = always holds without the inspector asking. */
 static void
 test_hold_always(void **state)
@@ -2264,6 +2300,7 @@ main(void)
 		T(test_body_busy_timeout),
 		T(test_hold_allow),
 		T(test_hold_always),
+		T(test_hold_keepalive),
 		T(test_hold_no_recipient),
 		T(test_hold_deny_keeps_session),
 		T(test_hold_refused_line),
