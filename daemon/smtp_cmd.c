@@ -407,10 +407,16 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 	if ((e->tflags & (TF_BDAT | TF_BDAT_CONVERT | TF_BDAT_FAILED)) ==
 	    (TF_BDAT | TF_BDAT_CONVERT) && !(e->flags & EF_UP_DEAD) && cmd.verb != SMTP_BDAT) {
 		if (cmd.verb == SMTP_RSET || cmd.verb == SMTP_QUIT) {
+			/* After RSET the session goes on: a new upstream (smtp_upstream.c). */
+			if (cmd.verb == SMTP_RSET)
+				e->flags |= EF_RELINK;
 			reply_upstream_abort(e, "message abandoned between BDAT chunks");
 			msg_txn_reset(e);
 			reply_local(e, 0, cmd.verb == SMTP_QUIT ? R_BYE : R_OK);
-			smtp_enter(e, cmd.verb == SMTP_QUIT ? SP_CLOSING : SP_NOUP);
+			if (cmd.verb == SMTP_QUIT)
+				smtp_enter(e, SP_CLOSING);
+			else
+				up_relink(e);
 			return;
 		}
 		cmd_refuse(e, &cmd, "503 5.5.1 Error: only BDAT, RSET or QUIT may follow BDAT");

@@ -2193,6 +2193,27 @@ test_relink_after_bdat_deny(void **state)
 	EXPECT(&cli, "250 2.0.0 queued\r\n");
 }
 
+/* RSET between converted BDAT chunks: the destination in DATA mode is dropped, and replaced. */
+static void
+test_relink_after_rset_between_chunks(void **state)
+{
+	start_tcp(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	CSEND("BDAT 7\r\nhello\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&cli, "250 2.0.0 7 octets received\r\n");
+	EXPECT(&srv, "hello\r\n");
+	CSEND("RSET\r\nMAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok\r\n");
+	expect_partial_eof(&srv, "");
+	reconnect_greet(EHLO_PLAIN);
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+}
+
 /* The new connection offers less than the client was shown: MAIL waits (4xx). */
 static void
 test_relink_caps_changed(void **state)
@@ -2314,6 +2335,7 @@ main(void)
 		T(test_hold_bdat),
 		T(test_relink_after_refusal),
 		T(test_relink_after_bdat_deny),
+		T(test_relink_after_rset_between_chunks),
 		T(test_relink_caps_changed),
 		T(test_relink_fails),
 	};
