@@ -518,6 +518,17 @@ verdict_apply(struct smtp_engine *e, bool async)
 
 	e->tflags &= ~TF_VERDICT;
 	ev_timer_cancel(&t->itimer);
+	if (e->tflags & TF_BDAT_FAILED) {
+		/*
+		 * The destination refused the last chunk while the verdict was
+		 * awaited (on_bdat_part): the client has had its one answer, and
+		 * nothing more of this message may go upstream.
+		 */
+		log_message(e, "rejected", NULL);
+		t->verdict_pend = NULL;
+		txn_done(e, async);
+		return;
+	}
 	if (res->verdict != INSPECT_ALLOW) {
 		normalize_reply(res);
 		log_sid(LOG_LVL_INFO, e->id, "smtp inspect verdict=%s inspector=%s reason=%s",

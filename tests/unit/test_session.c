@@ -1563,6 +1563,33 @@ test_async_deny(void **state)
 	assert_int_equal(ti.ended, 1);
 }
 
+/*
+ * The destination refuses a "BDAT n LAST" chunk while the verdict is
+ * awaited: the client gets that one reply, and once the verdict comes
+ * nothing more of the message goes upstream (no "BDAT 0 LAST").
+ */
+static void
+test_async_bdat_refused_meanwhile(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	envelope();
+	CSEND("BDAT 5 LAST\r\nhello");
+	EXPECT(&srv, "BDAT 5\r\nhello");
+	SSEND("552 5.3.4 Too much mail data\r\n");
+	EXPECT(&cli, "552 5.3.4 Too much mail data\r\n");
+	settle(200);
+	assert_int_equal(ti.ended, 1);
+	expect_quiet(&srv, 10);
+	expect_quiet(&cli, 10);
+	CSEND("RSET\r\n");
+	EXPECT(&srv, "RSET\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok\r\n");
+}
+
 /* No verdict within inspect-timeout: tempfail (the default), the inspection cancelled. */
 static void
 test_async_timeout_tempfail(void **state)
@@ -2313,6 +2340,7 @@ main(void)
 		T(test_upstream_garbage),
 		T(test_async_allow),
 		T(test_async_deny),
+		T(test_async_bdat_refused_meanwhile),
 		T(test_async_timeout_tempfail),
 		T(test_async_timeout_allow),
 		T(test_async_upstream_gone),
