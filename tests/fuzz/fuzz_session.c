@@ -785,6 +785,15 @@ send_client(const uint8_t *s, size_t n)
 	}
 }
 
+/* Held messages beyond 4 KiB go to a spool directory of our own (always empty). */
+static char spool[] = "/tmp/fuzz_session.XXXXXX";
+
+static void
+spool_remove(void)
+{
+	(void)rmdir(spool);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -802,10 +811,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t slen = size - 2 - ndec;
 
 	config_defaults(conf);
-	/* held messages beyond 4 KiB go to a spool directory of our own */
-	static char spool[] = "/tmp/fuzz_session.XXXXXX";
-	if (spool[sizeof(spool) - 2] == 'X')
+	if (spool[sizeof(spool) - 2] == 'X') {
 		CHECK(mkdtemp(spool) != NULL);
+		atexit(spool_remove);
+	}
 	snprintf(conf->spool_dir, sizeof(conf->spool_dir), "%s", spool);
 	conf->smtp.hold_memory = 4096;
 	conf->smtp.bare_newline_normalize = cfg & 1;
