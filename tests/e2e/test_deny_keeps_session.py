@@ -76,7 +76,15 @@ def run(testbed, fl, refusal, tls=None):
     # the second: reconnected, then the next message
     line = testbed.wait_gateway_line(offset, sid, r"smtp upstream reconnected ")
     assert "compatible=yes" in line, line
-    assert ("tls=yes" in line) == (tls is not None), line
+    # TLS again exactly when the first upstream leg had it: with the
+    # testbed's recipient-encryption (preferred) that is every leg to a
+    # destination offering STARTTLS, whether the client asked for TLS or not
+    sess_log = "\n".join(l for l in testbed.log_since(offset).splitlines() if f" {sid} " in l)
+    before = sess_log.split("smtp upstream reconnect ", 1)[0]
+    first_tls = "tls ready side=server" in before
+    assert ("tls=yes" in line) == first_tls, line
+    if tls is not None:
+        assert first_tls, line
     conn = testbed.wait_gateway_line(offset, sid, r"smtp upstream reconnect connected ")
     second = testbed.mx_session(fl.server, mx_off, *split_hostport(log_fields(conn)["local"]))
     assert " data=1 " in second.disconnect, second
