@@ -57,6 +57,8 @@ struct scanner_server {
 	struct conf_scan_server conf;
 	enum health health;
 	time_t since;             /* wall clock of the last health change */
+	uint64_t down_ms;         /* monotonic time it went down */
+	uint64_t ping_ms;         /* ... and the current check started */
 	unsigned backoff_ms;      /* next wait before probing a down server */
 	struct ev_timer check;
 	struct scanner_conn *pinging;
@@ -721,6 +723,14 @@ ping_done(struct scanner_server *s, bool ok, const char *why)
 		conn_close(s->pinging);
 		s->pinging = NULL;
 	}
+	/*
+	 * A check that started before the server went down says nothing
+	 * about it since: the request that failed is the newer news.
+	 */
+	if (ok && s->health == HEALTH_DOWN && s->ping_ms <= s->down_ms) {
+		ev_timer_arm(&s->check, s->backoff_ms, check_cb);
+		return;
+	}
 	if (ok) {
 		if (s->health != HEALTH_UP) {
 			log_info("scanner up engine=%s server=%s was=%s", p->proto->name, s->conf.text,
@@ -810,6 +820,7 @@ check_cb(struct ev_timer *t)
 		return;
 	}
 	s->pinging = c;
+	s->ping_ms = now_ms();
 	io_set_timeout(c->io, min_u(p->o.timeout_ms, SCANNER_PING_TIMEOUT_MS));
 	if (c->connected)
 		ping_send(c);
@@ -828,6 +839,7 @@ server_down(struct scanner_server *s, const char *why)
 	    log_quote_str(q, sizeof(q), why));
 	s->health = HEALTH_DOWN;
 	s->since = time(NULL);
+	s->down_ms = now_ms();
 	s->backoff_ms = SCANNER_BACKOFF_MIN_MS;
 	while (s->idle)
 		conn_close(s->idle);
