@@ -227,7 +227,7 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 	size_t used = 0;
 	int rc;
 
-	rc = clamd_reply_parse(buf_head(in), buf_len(in), seq, &s->res, &used, why, whylen);
+	rc = clamd_reply_parse(scanner_head(in), buf_len(in), seq, &s->res, &used, why, whylen);
 	if (rc != SCANNER_PARSE_DONE)
 		return rc;
 	buf_consume(in, used);
@@ -256,12 +256,13 @@ static int
 proto_pong(struct buf *in, bool eof)
 {
 	static const char pong[] = "PONG";
-	const char *nul = memchr(buf_head(in), '\0', buf_len(in));
+	const char *h = scanner_head(in);
+	const char *nul = memchr(h, '\0', buf_len(in));
 
 	if (nul == NULL)
 		return buf_len(in) >= CLAMD_REPLY_MAX ? SCANNER_PARSE_BAD : SCANNER_PARSE_MORE;
-	return (size_t)(nul - buf_head(in)) == strlen(pong) &&
-	    memcmp(buf_head(in), pong, strlen(pong)) == 0 ? SCANNER_PARSE_DONE : SCANNER_PARSE_BAD;
+	return (size_t)(nul - h) == strlen(pong) &&
+	    memcmp(h, pong, strlen(pong)) == 0 ? SCANNER_PARSE_DONE : SCANNER_PARSE_BAD;
 }
 
 static void

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <json-c/json.h>
+#include <json-c/json_object_iterator.h>
 
 #include "log.h"
 #include "rspamd.h"
@@ -212,20 +213,21 @@ static int
 take_line(struct buf *in, char *line, size_t *n)
 {
 	size_t avail = buf_len(in), look = avail < RSPAMD_LINE_MAX + 2 ? avail : RSPAMD_LINE_MAX + 2;
-	const char *nl = memchr(buf_head(in), '\n', look);
+	const char *h = scanner_head(in);
+	const char *nl = memchr(h, '\n', look);
 	size_t len;
 
 	if (nl == NULL)
 		return avail > RSPAMD_LINE_MAX + 1 ? -1 : 0;
-	len = (size_t)(nl - buf_head(in));
-	if (len > 0 && buf_head(in)[len - 1] == '\r')
+	len = (size_t)(nl - h);
+	if (len > 0 && h[len - 1] == '\r')
 		len--;
-	if (len > RSPAMD_LINE_MAX || memchr(buf_head(in), '\0', len) != NULL)
+	if (len > RSPAMD_LINE_MAX || memchr(h, '\0', len) != NULL)
 		return -1;
-	memcpy(line, buf_head(in), len);
+	memcpy(line, h, len);
 	line[len] = '\0';
 	*n = len;
-	buf_consume(in, (size_t)(nl - buf_head(in)) + 1);
+	buf_consume(in, (size_t)(nl - h) + 1);
 	return 1;
 }
 
@@ -341,7 +343,7 @@ take_body(struct rspamd_http *h, struct buf *in, uint64_t want, size_t *took, ch
 
 	if ((uint64_t)n > want)
 		n = (size_t)want;
-	if (buf_append(&h->body, buf_head(in), n) < 0)
+	if (buf_append(&h->body, scanner_head(in), n) < 0)
 		return bad(why, whylen, "reply body too large");
 	buf_consume(in, n);
 	*took = n;
@@ -560,24 +562,36 @@ add_header(struct rspamd_result *res, const char *name, json_object *v)
 	res->nadd++;
 }
 
+/*
+ * Every member of a JSON object, in order.  (json-c's own foreach macro
+ * is a GNU statement expression; the iterator API is plain C.)
+ */
+#define FOREACH_MEMBER(obj, name, val, body) do {                                 \
+		struct json_object_iterator it_ = json_object_iter_begin(obj);   \
+		struct json_object_iterator end_ = json_object_iter_end(obj);    \
+		while (!json_object_iter_equal(&it_, &end_)) {                   \
+			const char *name = json_object_iter_peek_name(&it_);     \
+			json_object *val = json_object_iter_peek_value(&it_);    \
+			body                                                     \
+			json_object_iter_next(&it_);                             \
+		}                                                                \
+	} while (0)
+
 static void
 map_milter(struct rspamd_result *res, json_object *milter)
 {
 	json_object *add, *rm;
 
 	if (json_object_object_get_ex(milter, "add_headers", &add) &&
-	    json_object_is_type(add, json_type_object)) {
-		json_object_object_foreach(add, name, v)
-			add_header(res, name, v);
-	}
+	    json_object_is_type(add, json_type_object))
+		FOREACH_MEMBER(add, name, v, { add_header(res, name, v); });
 	if (json_object_object_get_ex(milter, "remove_headers", &rm) &&
-	    json_object_is_type(rm, json_type_object)) {
-		json_object_object_foreach(rm, name, v) {
+	    json_object_is_type(rm, json_type_object))
+		FOREACH_MEMBER(rm, name, v, {
 			(void)v;
 			if (res->nremove < RSPAMD_HEADERS_MAX && field_name_ok(name, strlen(name)))
 				snprintf(res->remove[res->nremove++], RSPAMD_NAME_MAX, "%s", name);
-		}
-	}
+		});
 }
 
 int
@@ -647,7 +661,7 @@ rspamd_json_result(const char *json, size_t len, struct rspamd_result *res, char
 	    json_object_is_type(o, json_type_boolean) && json_object_get_boolean(o);
 	if (json_object_object_get_ex(root, "symbols", &o) &&
 	    json_object_is_type(o, json_type_object)) {
-		json_object_object_foreach(o, name, sym) {
+		FOREACH_MEMBER(o, name, sym, {
 			json_object *sc;
 			double score = 0;
 
@@ -655,7 +669,7 @@ rspamd_json_result(const char *json, size_t len, struct rspamd_result *res, char
 			    json_object_object_get_ex(sym, "score", &sc))
 				(void)get_number(sc, &score);
 			keep_symbol(res, name, score);
-		}
+		});
 	}
 	if (json_object_object_get_ex(root, "subject", &o) &&
 	    json_object_is_type(o, json_type_string)) {
@@ -749,14 +763,14 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 	if (s->http.status != 200) {
 		char err[SCANNER_ERROR_MAX];
 
-		json_error_text(buf_head(&s->http.body), buf_len(&s->http.body), err, sizeof(err));
+		json_error_text(scanner_head(&s->http.body), buf_len(&s->http.body), err, sizeof(err));
 		res->status = RSPAMD_ERROR;
 		snprintf(res->reason, sizeof(res->reason), "rspamd: HTTP %d%s%s", s->http.status,
 		    err[0] ? ": " : "", err);
 		scanner_count(r, CNT_SCAN_ERRORS);
 		return SCANNER_PARSE_DONE;
 	}
-	if (rspamd_json_result(buf_head(&s->http.body), buf_len(&s->http.body), res,
+	if (rspamd_json_result(scanner_head(&s->http.body), buf_len(&s->http.body), res,
 	    res->reason, sizeof(res->reason)) < 0) {
 		char tmp[SCANNER_ERROR_MAX];
 
@@ -776,7 +790,7 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 static int
 proto_pong(struct buf *in, bool eof)
 {
-	const char *h = buf_head(in);
+	const char *h = scanner_head(in);
 	size_t n = buf_len(in) < RSPAMD_LINE_MAX ? buf_len(in) : RSPAMD_LINE_MAX;
 	bool end = false;
 

@@ -230,6 +230,17 @@ void scanner_count(struct scanner_req *req, unsigned idx);
  */
 void scanner_pool_status(const struct scanner_pool *p, const char *prefix, FILE *f);
 
+/*
+ * The pending octets of a buffer that may never have held any (its data
+ * still NULL: buf_head() would be NULL + 0): "" then, for parsers that
+ * are handed an empty input.
+ */
+static inline const char *
+scanner_head(const struct buf *b)
+{
+	return b->data != NULL ? buf_head(b) : "";
+}
+
 /* Milliseconds since the request started (for log lines). */
 uint64_t scanner_req_elapsed(const struct scanner_req *req);
 
