@@ -396,12 +396,14 @@ smtp_kv(struct parser *p, struct smtp_limits *l, const char *k, char *v, bool *h
 int
 config_scan_server_parse(const char *s, struct conf_scan_server *out, char *why, size_t whylen)
 {
+	size_t len = strlen(s);
+
 	memset(out, 0, sizeof(*out));
-	if (strlen(s) >= sizeof(out->text)) {
+	if (len >= sizeof(out->text)) {
 		snprintf(why, whylen, "address too long");
 		return -1;
 	}
-	snprintf(out->text, sizeof(out->text), "%s", s);
+	memcpy(out->text, s, len + 1);
 	if (!strncmp(s, "unix:", 5)) {
 		const char *path = s + 5;
 
