@@ -238,12 +238,16 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 	case CLAMD_INFECTED:
 		scanner_count(r, CNT_INFECTED);
 		break;
-	case CLAMD_TOO_LARGE:
+	case CLAMD_TOO_LARGE: {
+		char q[LOG_QUOTE_SIZE(CONF_SCAN_ADDR_MAX)];
+
 		scanner_count(r, CNT_TOO_LARGE);
 		log_sid(LOG_LVL_WARN, r->sid,
 		    "clamd size limit server=%s size=%llu: lower clamd-max-size to the server's "
-		    "StreamMaxLength", r->server, (unsigned long long)r->fed);
+		    "StreamMaxLength", log_quote_str(q, sizeof(q), r->server),
+		    (unsigned long long)r->fed);
 		break;
+	}
 	case CLAMD_ERROR:
 	case CLAMD_UNAVAILABLE:
 		scanner_count(r, CNT_SCAN_ERRORS);

@@ -64,7 +64,8 @@ struct clamd_result {
 	 */
 	char virus[CLAMD_VIRUS_MAX];
 	char reason[SCANNER_ERROR_MAX]; /* TOO_LARGE, ERROR, UNAVAILABLE; one printable line */
-	const char *server;  /* address of the server that answered / failed last; NULL: none */
+	/* address of the server that answered / failed last (NULL: none); valid while the pool is */
+	const char *server;
 	uint64_t size;       /* octets fed */
 	uint64_t elapsed_ms;
 };

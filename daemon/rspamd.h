@@ -99,7 +99,7 @@ struct rspamd_result {
 	char remove[RSPAMD_HEADERS_MAX][RSPAMD_NAME_MAX];
 	char smtp_message[RSPAMD_MESSAGE_MAX]; /* messages.smtp_message, "" if none */
 	char reason[SCANNER_ERROR_MAX];        /* TOO_LARGE, ERROR, UNAVAILABLE */
-	const char *server;
+	const char *server;            /* as in struct clamd_result */
 	uint64_t size;
 	uint64_t elapsed_ms;
 };

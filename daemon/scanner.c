@@ -55,6 +55,7 @@ struct scanner_server {
 	struct scanner_pool *pool;
 	int index;
 	struct conf_scan_server conf;
+	char logname[LOG_QUOTE_SIZE(CONF_SCAN_ADDR_MAX)]; /* conf.text for log lines */
 	enum health health;
 	time_t since;             /* wall clock of the last health change */
 	uint64_t down_ms;         /* monotonic time it went down */
@@ -549,7 +550,7 @@ attempt_failed(struct scanner_req *r, struct scanner_server *s, enum fail_kind k
 	if (stale) {
 		/* The server closed an idle session: it is not broken. */
 		log_sid(LOG_LVL_INFO, r->sid, "%s stale connection server=%s error=%s retry=%s",
-		    p->proto->name, s->conf.text, log_quote_str(q, sizeof(q), why),
+		    p->proto->name, s->logname, log_quote_str(q, sizeof(q), why),
 		    !r->stale_retry && r->replayable ? "yes" : "no");
 		if (r->stale_retry || !r->replayable) {
 			settle(r, SCANNER_ERROR, why);
@@ -561,7 +562,7 @@ attempt_failed(struct scanner_req *r, struct scanner_server *s, enum fail_kind k
 		return;
 	}
 	log_sid(LOG_LVL_WARN, r->sid, "%s attempt failed server=%s error=%s replayable=%s",
-	    p->proto->name, s->conf.text, log_quote_str(q, sizeof(q), why),
+	    p->proto->name, s->logname, log_quote_str(q, sizeof(q), why),
 	    r->replayable ? "yes" : "no");
 	server_down(s, why);
 	if (!r->replayable) {
@@ -692,7 +693,7 @@ read_reply(struct scanner_conn *c, bool eof)
 		s->errors++;
 		server_error(s, why);
 		log_sid(LOG_LVL_WARN, r->sid, "%s bad reply server=%s error=%s", p->proto->name,
-		    s->conf.text, log_quote_str(q, sizeof(q), why));
+		    s->logname, log_quote_str(q, sizeof(q), why));
 		settle(r, SCANNER_ERROR, why);
 		return;
 	}
@@ -733,7 +734,7 @@ ping_done(struct scanner_server *s, bool ok, const char *why)
 	}
 	if (ok) {
 		if (s->health != HEALTH_UP) {
-			log_info("scanner up engine=%s server=%s was=%s", p->proto->name, s->conf.text,
+			log_info("scanner up engine=%s server=%s was=%s", p->proto->name, s->logname,
 			    health_name(s->health));
 			s->health = HEALTH_UP;
 			s->since = time(NULL);
@@ -751,7 +752,7 @@ ping_done(struct scanner_server *s, bool ok, const char *why)
 	server_error(s, why);
 	s->backoff_ms = min_u(s->backoff_ms * 2, SCANNER_BACKOFF_MAX_MS);
 	log_debug("scanner check failed engine=%s server=%s error=%s next_ms=%u", p->proto->name,
-	    s->conf.text, log_quote_str(q, sizeof(q), why), s->backoff_ms);
+	    s->logname, log_quote_str(q, sizeof(q), why), s->backoff_ms);
 	ev_timer_arm(&s->check, s->backoff_ms, check_cb);
 }
 
@@ -835,7 +836,7 @@ server_down(struct scanner_server *s, const char *why)
 	server_error(s, why);
 	if (s->health == HEALTH_DOWN)
 		return;
-	log_warn("scanner down engine=%s server=%s error=%s", p->proto->name, s->conf.text,
+	log_warn("scanner down engine=%s server=%s error=%s", p->proto->name, s->logname,
 	    log_quote_str(q, sizeof(q), why));
 	s->health = HEALTH_DOWN;
 	s->since = time(NULL);
@@ -944,6 +945,7 @@ scanner_pool_new_opts(const struct scanner_proto *proto, const struct conf_scann
 		s->pool = p;
 		s->index = i;
 		s->conf = sc->servers[i];
+		log_quote_str(s->logname, sizeof(s->logname), s->conf.text);
 		s->health = HEALTH_UNCHECKED;
 		s->backoff_ms = SCANNER_BACKOFF_MIN_MS;
 		/* First check at once: a dead scanner is known before mail waits on it. */
