@@ -30,6 +30,12 @@
  * from the event loop; or clamd_scan_cancel() (no callback).  The handle
  * is invalid once done returns or cancel is called.  Works the same from
  * a held copy: feed it from the copy whenever not busy.
+ *
+ * Streaming as the message arrives holds a clamd connection while the
+ * client sends: clamd's ReadTimeout (default 120 s) bounds the gap
+ * between two chunks, so a client that pauses longer than that makes the
+ * scan an error (clamd closes).  Scanning from a held copy (or starting
+ * the scan at the end of data) avoids it, at the cost of the copy.
  */
 #ifndef SMTPGW_CLAMD_H
 #define SMTPGW_CLAMD_H
