@@ -256,6 +256,14 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 	return SCANNER_PARSE_DONE;
 }
 
+static bool
+proto_refusal(const struct scanner_req *r)
+{
+	const struct clamd_scan *s = container_of(r, struct clamd_scan, req);
+
+	return s->res.status == CLAMD_TOO_LARGE || s->res.status == CLAMD_ERROR;
+}
+
 static int
 proto_pong(struct buf *in, bool eof)
 {
@@ -311,6 +319,7 @@ static const struct scanner_proto clamd_proto = {
 	.chunk = proto_chunk,
 	.end = proto_end,
 	.reply = proto_reply,
+	.refusal = proto_refusal,
 	.session_open = "zIDSESSION",
 	.session_open_len = sizeof("zIDSESSION"), /* with its NUL */
 	.ping = "zPING",

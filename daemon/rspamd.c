@@ -786,6 +786,14 @@ proto_reply(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char 
 	return SCANNER_PARSE_DONE;
 }
 
+static bool
+proto_refusal(const struct scanner_req *r)
+{
+	const struct rspamd_scan *s = container_of(r, struct rspamd_scan, req);
+
+	return s->res.status != RSPAMD_CHECKED;
+}
+
 /* Healthy: a complete "HTTP/1.x 200" status and headers. */
 static int
 proto_pong(struct buf *in, bool eof)
@@ -849,6 +857,7 @@ static const struct scanner_proto rspamd_proto = {
 	.chunk = proto_chunk,
 	.end = proto_end,
 	.reply = proto_reply,
+	.refusal = proto_refusal,
 	.session_open = NULL, /* rspamd closes after every reply */
 	.ping = ping_request,
 	.ping_len = sizeof(ping_request) - 1,

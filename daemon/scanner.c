@@ -697,6 +697,17 @@ read_reply(struct scanner_conn *c, bool eof)
 		settle(r, SCANNER_ERROR, why);
 		return;
 	}
+	if (!(r->ended && c->sent && buf_len(io_out(c->io)) == 0) && !p->proto->refusal(r)) {
+		char q[LOG_QUOTE_SIZE(SCANNER_ERROR_MAX)];
+		static const char early[] = "verdict before the whole message was sent";
+
+		s->errors++;
+		server_error(s, early);
+		log_sid(LOG_LVL_WARN, r->sid, "%s bad reply server=%s error=%s", p->proto->name,
+		    s->logname, log_quote_str(q, sizeof(q), early));
+		settle(r, SCANNER_ERROR, early);
+		return;
+	}
 	s->replies++;
 	s->last_ok_ms = now_ms();
 	/* Reuse only after a complete, clean exchange on a session. */

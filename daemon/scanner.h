@@ -121,6 +121,13 @@ struct scanner_proto {
 	 */
 	int (*reply)(struct scanner_req *r, struct buf *in, unsigned seq, bool eof, char *why,
 	    size_t whylen);
+	/*
+	 * Whether the reply just parsed refuses the request (an error, too
+	 * large): the only kind a server may send before it has the whole
+	 * message.  A verdict that comes earlier is malformed (an ERROR):
+	 * "clean" for half a message must never pass.
+	 */
+	bool (*refusal)(const struct scanner_req *r);
 	/* Opens a reusable session on a new connection (NULL: no reuse). */
 	const char *session_open;
 	size_t session_open_len;

@@ -38,6 +38,7 @@ enum script {
 	SC_CLOSE_ON_DATA,  /* closes when message octets arrive */
 	SC_WRONG_ID,       /* answers with another command's id */
 	SC_STALE_SECOND,   /* closes a connection when its second command starts */
+	SC_EARLY_OK,       /* says "stream: OK" at the first message octets */
 };
 
 struct fake {
@@ -62,7 +63,7 @@ struct fconn {
 	unsigned char len[4];
 	size_t lenlen;
 	uint32_t left;
-	bool session, closed;
+	bool session, closed, answered;
 	unsigned seq, commands;
 };
 
@@ -105,6 +106,7 @@ fconn_request_done(struct fconn *c)
 		break;
 	case SC_SILENT:
 	case SC_CLOSE_ON_DATA:
+	case SC_EARLY_OK:
 		break;
 	}
 }
@@ -185,6 +187,10 @@ fconn_cb(struct ev_fd *e, uint32_t revents)
 			if (f->script == SC_CLOSE_ON_DATA) {
 				fconn_close(c);
 				return;
+			}
+			if (f->script == SC_EARLY_OK && !c->answered) {
+				c->answered = true;
+				fconn_reply(c, c->seq, "stream: OK");
 			}
 			f->octets += k;
 			c->left -= (uint32_t)k;
@@ -478,6 +484,27 @@ test_wrong_session_id(void **state)
 }
 
 static void
+test_early_verdict_refused(void **state)
+{
+	struct fake *a = fake_new(SC_EARLY_OK);
+	struct conf_scanners sc;
+	struct clamd_pool *p;
+	struct rec rec = { 0 };
+	struct clamd_scan *s;
+
+	servers(&sc, &a, 1);
+	p = clamd_pool_new_opts(&sc, &default_opts);
+	s = clamd_scan_start(p, 1, on_done, on_resume, &rec);
+	assert_int_equal(clamd_scan_feed(s, "first half", 10), SCANNER_FEED_OK);
+	/* the end is never sent: "clean" for half a message must not pass */
+	assert_true(run_until(&rec, 1, 2000));
+	assert_int_equal(rec.r[0].status, CLAMD_ERROR);
+	assert_string_equal(rec.reason[0], "verdict before the whole message was sent");
+	clamd_pool_free(p);
+	fake_free(a);
+}
+
+static void
 test_close_midway_fails_over(void **state)
 {
 	struct fake *f[2] = { fake_new(SC_CLOSE_ON_DATA), fake_new(SC_FOUND) };
@@ -760,6 +787,7 @@ main(void)
 		cmocka_unit_test(test_answers_and_reuse),
 		cmocka_unit_test(test_stale_connection_retried),
 		cmocka_unit_test(test_wrong_session_id),
+		cmocka_unit_test(test_early_verdict_refused),
 		cmocka_unit_test(test_close_midway_fails_over),
 		cmocka_unit_test(test_silence_times_out),
 		cmocka_unit_test(test_unavailable),
