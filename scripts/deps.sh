@@ -18,7 +18,8 @@
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
 libnetfilter-queue-dev libcmocka-dev libcap-dev nftables iptables iproute2
 procps swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
-openssl ca-certificates postfix python3-pytest python3-aiosmtpd clang
+openssl ca-certificates postfix python3-pytest python3-aiosmtpd
+python3-cryptography clang
 libclang-rt-14-dev busybox-static testssl.sh
 make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
 qemu-system-x86 ovmf openssh-client"
@@ -117,9 +118,17 @@ _ck_python() {
 		_ck_fail "/usr/bin/python3" "cannot import aiosmtpd (package python3-aiosmtpd)"
 }
 
+# The CLI tests read certificates with python3-cryptography (test_cert.py
+# would skip those checks without it).
+_ck_cli_python() {
+	/usr/bin/python3 -c 'import cryptography.x509' 2>/dev/null ||
+		_ck_fail "/usr/bin/python3" "cannot import cryptography.x509 (package python3-cryptography)"
+}
+
 # The CLI tests run smtpgwctl under busybox ash, as on the box.
 _ck_cli() {
 	_ck_python
+	[ -x /usr/bin/python3 ] && _ck_cli_python
 	if ! busybox ash -c 'exit 0' >/dev/null 2>&1; then
 		_ck_fail "busybox ash" "busybox not found or has no ash (package busybox-static); tests/cli would run smtpgwctl under another shell"
 	fi
