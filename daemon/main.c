@@ -136,8 +136,8 @@ child_sig(int sig)
  * their own, so no child can signal (or trace) a child of another role:
  * a worker, the network-facing process, cannot stop the signer or the
  * classifier.  When signer-user / classifier-user is not set and its
- * default user does not exist, that role runs as user (said in notes[]);
- * a user that is named but does not exist is an error.
+ * default user does not exist (named or not), that role runs as user (said
+ * in notes[]); another user that is named but does not exist is an error.
  */
 static int
 users_resolve(const struct config *c, struct gen *g, char notes[2][300], char *err,
@@ -165,7 +165,13 @@ users_resolve(const struct config *c, struct gen *g, char notes[2][300], char *e
 	for (int i = 0; i < 2; i++) {
 		notes[i][0] = '\0';
 		pw = getpwnam(roles[i].name);
-		if (pw == NULL && roles[i].set) {
+		/*
+		 * Named on purpose (not the built-in default, which a box may
+		 * lack): a missing user is a typo, and an error.
+		 */
+		if (pw == NULL && roles[i].set &&
+		    strcmp(roles[i].name, i == 0 ? CONF_DEFAULT_SIGNER_USER :
+		    CONF_DEFAULT_CLASSIFIER_USER) != 0) {
 			snprintf(err, errlen, "%s: %s: user \"%s\" does not exist", c->path,
 			    roles[i].key, roles[i].name);
 			return -1;

@@ -39,7 +39,9 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
 
 FAKE_NFT = """#!/bin/sh
 # smtpgw-nft stand-in for the CLI tests: logs its arguments; render is the
-# real one; load fails once when "fail-load" exists, always with "fail-always".
+# real one; load fails once when "fail-load" exists, always with "fail-always";
+# with "failclosed" the loaded ruleset is the appliance's fail-closed one
+# (until the next load).
 d=$(dirname "$0")
 echo "$*" >>"$d/calls"
 case $3 in
@@ -48,8 +50,10 @@ load)
 	if [ -e "$d/fail-always" ]; then echo "nft: injected failure" >&2; exit 1; fi
 	if [ -e "$d/fail-load" ]; then rm -f "$d/fail-load"; echo "nft: injected failure" >&2; exit 1; fi
 	cp "$2" "$d/loaded.conf"
+	rm -f "$d/failclosed"
 	;;
 counters)
+	if [ -e "$d/failclosed" ]; then printf 'failclosed 3\\n'; exit 0; fi
 	[ -e "$d/loaded.conf" ] || exit 1
 	printf 'intercepted 7\\nbypassed 0\\nrejected 2\\nunclassified 1\\nblocked 5\\n'
 	;;
@@ -137,8 +141,9 @@ class Box:
 
     def run(self, *args, input=None, env=None, timeout=60):
         e = dict(self.env, **(env or {}))
+        # In the box's directory: a relative FILE argument lands there.
         r = subprocess.run([*self.shell, str(CTL), *map(str, args)], capture_output=True,
-                           text=True, input=input, env=e, timeout=timeout)
+                           text=True, input=input, env=e, timeout=timeout, cwd=self.root)
         return Result(r.returncode, r.stdout, r.stderr)
 
     def ok(self, *args, **kw):

@@ -49,6 +49,32 @@ def test_unchanged_ruleset_is_not_reloaded(box):
     assert len(box.nft_loads()) == 2
 
 
+def test_apply_replaces_the_fail_closed_ruleset(box):
+    """A box that booted without a usable configuration runs the fail-closed
+    ruleset (counter "failclosed", initramfs/rootfs/usr/share/smtpgw): apply
+    loads the interception ruleset even when its rendering did not change."""
+    box.ok("apply")
+    assert len(box.nft_loads()) == 1
+    (box.nft / "failclosed").touch()
+    r = box.ok("apply")
+    assert "ruleset loaded" in r.out, r
+    assert len(box.nft_loads()) == 2
+    assert not (box.nft / "failclosed").exists()
+
+
+def test_status_says_fail_closed(box):
+    box.start_daemon()
+    box.ok("apply")
+    (box.nft / "failclosed").touch()
+    r = box.fails("status")
+    assert "ruleset: FAIL-CLOSED (the box booted without a usable configuration)" in r.out
+    assert "failclosed:     3" in r.out
+    box.stop_daemon()
+    box.conf.unlink()           # as on a box that booted without one
+    r = box.fails("status")
+    assert "ruleset: FAIL-CLOSED" in r.out and "failclosed:     3" in r.out
+
+
 def test_apply_with_nothing_staged_reloads_the_active(box):
     box.start_daemon()
     r = box.ok("apply")

@@ -78,9 +78,11 @@ def test_regenerate_and_export_authority(box, tmp_path):
 
 
 def test_regenerate_errors(box):
-    assert "out of range" in box.fails("cert", "regenerate-authority", "--days", "0").err
-    assert "is not a number" in box.fails("cert", "regenerate-authority", "--days", "ten").err
-    assert "usable common name" in box.fails("cert", "regenerate-authority", "--cn", "a/b").err
+    assert "out of range" in box.fails("cert", "regenerate-authority", "--days", "0", rc=2).err
+    assert "is not a number" in box.fails("cert", "regenerate-authority", "--days", "ten",
+                                          rc=2).err
+    assert "usable common name" in box.fails("cert", "regenerate-authority", "--cn", "a/b",
+                                             rc=2).err
 
 
 def test_import_server(box, tmp_path):

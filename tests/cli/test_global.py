@@ -23,9 +23,9 @@ def test_set_and_unset(box):
 
 
 def test_set_checked(box):
-    r = box.fails("global", "set", "max-sessions", "0")
+    r = box.fails("global", "set", "max-sessions", "0", rc=2)
     assert "max-sessions: 0 is out of range (1..1000000)" in r.err
-    r = box.fails("global", "set", "colour", "red")
+    r = box.fails("global", "set", "colour", "red", rc=2)
     assert 'global set: unknown key "colour"' in r.err and "listen-port" in r.err
 
 

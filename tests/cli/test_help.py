@@ -1,5 +1,7 @@
 """--help on every level, and usage errors (exit 2) - no daemon needed."""
 
+from pathlib import Path
+
 import pytest
 
 NOUNS = {
@@ -92,3 +94,29 @@ def test_usage_errors_exit_2(bare, argv, what):
 def test_usage_error_shows_the_synopsis(bare):
     r = bare.fails("zone", "set-interface", rc=2)
     assert "usage: smtpgwctl zone set-interface IFACE ZONE" in r.err
+
+
+def test_help_and_manual_document_the_value_rules(bare):
+    out = bare.ok("--help").out
+    assert "Values: every name and value is checked before anything is read or" in out
+    assert "one line on stderr with the value escaped, exit 2, nothing staged" in out
+    man = (Path(__file__).resolve().parents[2] / "man" / "smtpgwctl.8").read_text()
+    assert ".SH VALUES" in man
+    for kind in ("names", "interfaces", "zone lists", "prefix lists", "numbers", "yes/no",
+                 "words", "paths", "cipher strings", "setting names", "positions",
+                 "common names", "file names"):
+        assert f".I {kind}\n" in man, kind
+    assert "a malformed name or value (see\n.BR VALUES )" in man
+
+
+@pytest.mark.parametrize("argv,shown", [
+    (["fr\nob"], r'unknown command "fr\nob"'),
+    (["--bo\rgus"], r'unknown option "--bo\rgus"'),
+    (["zone", "ex\x1bplode"], r'zone: unknown verb "ex\x1bplode"'),
+    (["help", "to\x01pic"], r'help: unknown topic "to\x01pic"'),
+    (["policy", "add", "P", "--co\nlour", "x"], r'unknown option "--co\nlour"'),
+])
+def test_usage_errors_show_arguments_escaped(bare, argv, shown):
+    r = bare.fails(*argv, rc=2)
+    assert shown in r.err.splitlines()[0], r
+    assert all(0x20 <= ord(c) < 0x7f for c in r.err.replace("\n", "")), r

@@ -16,6 +16,9 @@
 #	  ntp SERVER                       time server (repeatable)
 #	  dns SERVER                       resolver (repeatable)
 #	  carrier-wait SECONDS             wait for link carrier (default 10)
+#	  log-rotate KIB KEEP              rotate each log in /var/log at KIB
+#	                                   KiB, keep KEEP old ones (default
+#	                                   1024 4)
 
 log() {
 	echo "rc: $*" >/dev/console
@@ -71,6 +74,7 @@ net_up() {
 	if [ -n "$down" ]; then
 		log "no carrier after ${wait_s:-10} s on:$down"
 	else
+		# shellcheck disable=SC2086 # the interfaces are words
 		log "carrier on:$(printf ' %s' $want) after $(( $(uptime_ms) - t0 )) ms"
 	fi
 
@@ -109,6 +113,7 @@ appliance_filter() {
 		ssh_if=$( { [ -e /sys/class/net/mgmt0 ] && echo mgmt0
 			awk '$2 == "trusted" { print $1 }' /usr/share/smtpgw/board; } )
 	fi
+	# shellcheck disable=SC2086 # the interfaces are words
 	set_elems=$(printf '"%s", ' lo $ssh_if | sed 's/, $//')
 	nft -f - <<EOF || log "cannot load the appliance's input filter"
 table inet appliance
@@ -130,8 +135,83 @@ ntp_start() {
 	mkdir -p /etc/openntpd /var/lib/openntpd/db /var/lib/openntpd/run
 	for s in $servers; do echo "servers $s"; done >/etc/openntpd/ntpd.conf
 	if ntpd -f /etc/openntpd/ntpd.conf >/dev/null 2>&1; then
+		# shellcheck disable=SC2086 # the servers are words
 		log "time sync: openntpd with$(printf ' %s' $servers)"
 	else
 		log "openntpd did not start"
+	fi
+}
+
+# ------------------------------------------------------------ logs
+
+# /var/log is RAM, and how much is logged is up to whoever talks to the
+# gateway: every log there is rotated by size (logrotate), and /var/log is
+# a tmpfs of its own with a size cap, so that even a log written past its
+# rotation cannot take the box's memory.  syslog (smtpgw's log with the
+# default "log = syslog") goes to /var/log/messages, smtpgw's stderr to
+# /var/log/smtpgw.log (run-syslog, smtpgw-supervise).  The testbed's logs
+# on its host share are not rotated: they are on the host's disk.
+log_setup() {
+	# shellcheck disable=SC2046 # KIB KEEP are words
+	set -- $(net_get log-rotate | head -n 1)
+	kib=${1:-1024} keep=${2:-4}
+	case $kib:$keep in
+	*[!0-9:]* | :* | *: | 0*:* | *:0?*) log "log-rotate \"$*\" is not KIB KEEP: using 1024 4"; kib=1024 keep=4 ;;
+	esac
+	if [ "$kib" -lt 16 ] || [ "$kib" -gt 1048576 ] || [ "$keep" -gt 20 ]; then
+		log "log-rotate $kib $keep is out of range (KIB 16..1048576, KEEP 0..20): using 1024 4"
+		kib=1024 keep=4
+	fi
+	# two rotated logs (messages, smtpgw.log), nft.log and slack
+	cap=$(( 2 * (keep + 1) * kib + 2048 ))
+	mkdir -p /var/log
+	mount -t tmpfs -o "size=${cap}k,mode=0755,nosuid,nodev,noexec" tmpfs /var/log ||
+		log "cannot mount /var/log (its size is not capped)"
+	printf 'SMTPGW_LOG_KIB=%s\nSMTPGW_LOG_KEEP=%s\n' "$kib" "$keep" >>/run/appliance.env
+	/usr/lib/smtpgw/run-syslog </dev/null >/dev/null 2>&1 &
+	log "logs: /var/log (tmpfs, at most ${cap} KiB), each rotated at $kib KiB, $keep kept"
+}
+
+# ------------------------------------------------------------ the gateway
+
+# gateway_ruleset: load what decides the fate of SMTP through the box, and
+# say in GATEWAY_STATE what was loaded:
+#   on          the interception ruleset of a configuration smtpgw accepts
+#   fail-closed no usable configuration (missing, unreadable, refused by
+#               smtpgw -t) or its ruleset does not load: every forwarded
+#               SMTP connection is reset (failclosed.nft), other traffic
+#               is routed, smtpgw starts once a valid configuration is
+#               applied (smtpgwctl import/init, then apply)
+#   broken      not even the fail-closed ruleset loads (no nftables in the
+#               kernel?): nothing may be forwarded at all
+# Forwarding is switched on (net_forward) only after this, and never when
+# broken: the one thing an admin must be able to count on is that mail
+# never crosses the box uninspected; a box that cannot filter SMTP routes
+# nothing, which is noticed at once, where SMTP passing unseen is not.
+# shellcheck disable=SC2034 # GATEWAY_STATE is rcS's
+gateway_ruleset() {
+	conf=/etc/smtpgw/smtpgw.conf
+	why=''
+	if [ ! -e "$conf" ]; then
+		why="there is no configuration ($conf)"
+	elif [ ! -f "$conf" ] || [ ! -r "$conf" ]; then
+		why="$conf is not a readable file"
+	elif ! smtpgw -t -c "$conf" >/run/smtpgw-check.log 2>&1; then
+		why="smtpgw refuses $conf: $(grep -v ': warning: ' /run/smtpgw-check.log | head -n 3 | tr '\n' ' ')"
+	elif ! smtpgw-nft -c "$conf" load >>"$SMTPGW_NFT_LOG" 2>&1; then
+		why="its ruleset did not load (smtpgw-nft load: $SMTPGW_NFT_LOG)"
+	fi
+	if [ -z "$why" ]; then
+		GATEWAY_STATE=on
+		log "interception ruleset loaded"
+		return 0
+	fi
+	log "ERROR: the gateway cannot run: $why"
+	if nft -f /usr/share/smtpgw/failclosed.nft >>"$SMTPGW_NFT_LOG" 2>&1; then
+		GATEWAY_STATE=fail-closed
+		log "FAIL-CLOSED: every SMTP connection through the box is reset until a valid configuration is applied (smtpgwctl import FILE, or smtpgwctl init --force; then smtpgwctl apply)"
+	else
+		GATEWAY_STATE=broken
+		log "ERROR: not even the fail-closed ruleset loads ($SMTPGW_NFT_LOG): forwarding stays off"
 	fi
 }
