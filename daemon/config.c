@@ -106,6 +106,10 @@ config_defaults(struct config *c)
 	snprintf(c->tls_dir, sizeof(c->tls_dir), "/etc/smtpgw/tls");
 	snprintf(c->trust_store, sizeof(c->trust_store), "/etc/ssl/certs/ca-certificates.crt");
 	c->cert_cache_size = 1000;
+	/* WatchGuard's default for auto-blocked sites: 20 minutes */
+	c->blocked_timeout = 1200;
+	c->blocked_max = 10000;
+	c->blocked_rate = 20;
 
 	/*
 	 * The predefined TLS profile: TLS 1.2+, forward secrecy only, upstream
@@ -401,6 +405,28 @@ smtp_kv(struct parser *p, struct smtp_limits *l, const char *k, char *v, bool *h
 	return 0;
 }
 
+/* blocked-sites-exceptions: prefixes, or "none". */
+static int
+exception_list(struct parser *p, const char *k, char *v)
+{
+	struct config *c = p->c;
+	char *w[CONF_MAX_BLOCK_EXCEPTIONS];
+	int n = split_words(v, w, CONF_MAX_BLOCK_EXCEPTIONS);
+
+	if (n < 0)
+		return perr(p, p->line, "%s: more than %d prefixes", k, CONF_MAX_BLOCK_EXCEPTIONS);
+	c->n_blocked_exceptions = 0;
+	if (n == 1 && !strcmp(w[0], "none"))
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (prefix_parse(w[i], &c->blocked_exceptions[i]) < 0)
+			return perr(p, p->line,
+			    "%s: \"%s\" is not an address or prefix (host bits must be zero), "
+			    "or \"none\"", k, w[i]);
+	c->n_blocked_exceptions = n;
+	return 0;
+}
+
 static int
 global_kv(struct parser *p, const char *k, char *v)
 {
@@ -455,6 +481,20 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (parse_uint(p, k, v, 1, 100000, &n) < 0)
 			return -1;
 		c->cert_cache_size = (unsigned)n;
+	} else if (!strcmp(k, "blocked-sites-timeout")) {
+		if (parse_uint(p, k, v, 1, CONF_BLOCKED_TIMEOUT_MAX, &n) < 0)
+			return -1;
+		c->blocked_timeout = (unsigned)n;
+	} else if (!strcmp(k, "blocked-sites-max")) {
+		if (parse_uint(p, k, v, 1, 1000000, &n) < 0)
+			return -1;
+		c->blocked_max = (unsigned)n;
+	} else if (!strcmp(k, "blocked-sites-rate")) {
+		if (parse_uint(p, k, v, 1, 10000, &n) < 0)
+			return -1;
+		c->blocked_rate = (unsigned)n;
+	} else if (!strcmp(k, "blocked-sites-exceptions")) {
+		return exception_list(p, k, v);
 	} else if (!strcmp(k, "log")) {
 		if (!strcmp(v, "stderr"))
 			c->log = LOG_TO_STDERR;
@@ -1202,6 +1242,13 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "log = %s\n", c->log == LOG_TO_SYSLOG ? "syslog" : "stderr");
 	fprintf(f, "tls-dir = %s\ntrust-store = %s\ncert-cache-size = %u\n", c->tls_dir,
 	    c->trust_store, c->cert_cache_size);
+	fprintf(f, "blocked-sites-timeout = %u\nblocked-sites-max = %u\nblocked-sites-rate = %u\n",
+	    c->blocked_timeout, c->blocked_max, c->blocked_rate);
+	if (c->n_blocked_exceptions)
+		dump_prefixes(f, "blocked-sites-exceptions", c->blocked_exceptions,
+		    c->n_blocked_exceptions);
+	else
+		fprintf(f, "blocked-sites-exceptions = none\n");
 	dump_limits(f, &c->smtp);
 
 	for (int i = 0; i < c->n_zones; i++) {

@@ -8,8 +8,9 @@
  *
  *   [global]              listen-port, queue, workers, user, spoof-source,
  *                         connect-timeout, max-sessions,
- *                         max-sessions-per-client, log, and the SMTP
- *                         limits and timeouts (struct smtp_limits)
+ *                         max-sessions-per-client, log, blocked-sites-*,
+ *                         and the SMTP limits and timeouts (struct
+ *                         smtp_limits)
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
@@ -53,6 +54,9 @@
 #define CONF_MAX_ACTIONS 64
 #define CONF_MAX_PROFILES 32
 #define CONF_PATH_MAX 256
+#define CONF_MAX_BLOCK_EXCEPTIONS 32 /* blocked-sites-exceptions prefixes */
+/* Longest block: 32767 minutes (about 22 days), WatchGuard's bound too. */
+#define CONF_BLOCKED_TIMEOUT_MAX 1966020
 
 enum tls_support {
 	TLS_SUPPORT_DISABLED, /* port 25 only */
@@ -193,6 +197,18 @@ struct config {
 	char tls_dir[CONF_PATH_MAX];
 	char trust_store[CONF_PATH_MAX];
 	unsigned cert_cache_size;
+	/*
+	 * The blocked sites list (blocked.h, nftables/smtpgw.nft.in): how
+	 * long a block lasts by default (seconds), its size per address
+	 * family (the kernel set's size: smtpgw-nft renders it), the block
+	 * requests per second the blocker carries out, and the prefixes that
+	 * are never blocked.
+	 */
+	unsigned blocked_timeout;
+	unsigned blocked_max;
+	unsigned blocked_rate;
+	int n_blocked_exceptions;
+	struct prefix blocked_exceptions[CONF_MAX_BLOCK_EXCEPTIONS];
 	/* non-fatal findings of the last parse: "file:line: warning: ..." */
 	int n_warnings;
 	char warnings[CONF_MAX_WARNINGS][256];

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blocked.h"
 #include "config.h"
 #include "quota.h"
 #include "signer.h"
@@ -126,6 +127,7 @@ child_run(enum role role, int ready_fd)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0); /* the master is already gone */
+	blocked_child_init();
 	sigemptyset(&none);
 	if (role == ROLE_CLASSIFIER) {
 		struct sigaction sa;
@@ -382,6 +384,7 @@ reload(const char *path, char *why, size_t whylen)
 	}
 	free(conf);
 	conf = nc;
+	blocked_reconfigure(conf);
 	if (spawn_generation() < 0) {
 		log_err("reload: new generation failed to start");
 		snprintf(why, whylen, "the new classifier or workers failed to start (see the log)");
@@ -414,6 +417,7 @@ supervise(const char *path)
 			signal_children(SIGTERM, false);
 			wait_children(5000);
 			signer_stop();
+			blocked_stop();
 			return 0;
 		}
 		if (sig == SIGHUP) {
@@ -442,7 +446,7 @@ supervise(const char *path)
 
 			if (pid <= 0)
 				break;
-			if (signer_reaped(pid))
+			if (signer_reaped(pid) || blocked_reaped(pid))
 				continue;
 			for (int i = 0; i < MAX_CHILDREN; i++) {
 				if (children[i].pid != pid)
@@ -576,6 +580,10 @@ main(int argc, char **argv)
 	tls_global = &material;
 	if (signer_start(conf, material.leaf_key, err, sizeof(err)) < 0) {
 		log_err("signer setup error=\"%s\"", err);
+		return 1;
+	}
+	if (blocked_start(conf, err, sizeof(err)) < 0) {
+		log_err("blocked setup error=\"%s\"", err);
 		return 1;
 	}
 	log_info("master start version=%s config=%s listen-port=%u queue=%u workers=%u spoof=%s",

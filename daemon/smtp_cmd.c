@@ -163,7 +163,7 @@ rule_refuses(struct smtp_engine *e, enum arules_kind kind, const char *what, con
 	deny_reply(e, "421 4.7.1", reason, reply, sizeof(reply));
 	reply_local(e, 0, reply);
 	if (res.action == RULE_BLOCK)
-		smtp_block_client(e, reason);
+		smtp_block_client(e, arules_kind_key(kind), reason);
 	smtp_enter(e, SP_CLOSING);
 	return true;
 }

@@ -62,13 +62,15 @@ smtp_profile(const struct smtp_engine *e)
  * the session itself ends as with drop.
  */
 void
-smtp_block_client(struct smtp_engine *e, const char *reason)
+smtp_block_client(struct smtp_engine *e, const char *token, const char *reason)
 {
-	char addr[ADDR_STRLEN];
+	char addr[ADDR_STRLEN], q[LOG_QUOTE_SIZE(200)];
 
-	log_sid(LOG_LVL_WARN, e->id, "smtp block client=%s reason=\"%s\"",
-	    addr_fmt(e->client_addr, addr, sizeof(addr)), reason);
-	blocked_request(e->client_addr, 0, reason, e->id);
+	log_sid(LOG_LVL_WARN, e->id, "smtp block client=%s rule=%s reason=%s",
+	    addr_fmt(e->client_addr, addr, sizeof(addr)), token,
+	    log_quote(q, sizeof(q), reason, strlen(reason) > 200 ? 200 : strlen(reason)));
+	/* 0: the blocked-sites-timeout of the configuration */
+	(void)blocked_request(e->client_addr, 0, token, e->id);
 }
 
 /* The last replies are out (or given up on): flush, then the session ends. */
