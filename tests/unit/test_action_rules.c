@@ -258,12 +258,19 @@ test_dump_round_trip(void **state)
 	f = open_memstream(&text, &len);
 	config_dump(conf, f);
 	fclose(f);
-	assert_int_equal(parse(text), 0);
+	/* the user's section reads back (predefined ones are not parsed: read-only) */
+	char *sec = strstr(text, "[action A]"), *end;
+	assert_non_null(sec);
+	sec = strdup(sec);
+	if ((end = strstr(sec, "\n[")) != NULL)
+		end[1] = '\0';
+	assert_int_equal(parse(sec), 0);
 	f = open_memstream(&text2, &len2);
 	config_dump(conf, f);
 	fclose(f);
 	/* the path line differs ("rules.conf"); everything after it must not */
 	assert_string_equal(strchr(text, '\n'), strchr(text2, '\n'));
+	free(sec);
 	assert_non_null(strstr(text, "filename-rule = strip log alarm pattern *.iso\n"));
 	assert_non_null(strstr(text, "deny-message = Line one\\nLine two with a \\\\ backslash\n"));
 	assert_non_null(strstr(text, "[action SMTP-Incoming.Standard]"));
