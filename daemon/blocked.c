@@ -242,7 +242,7 @@ blocker_main(void)
 	struct blocker b;
 	struct pollfd pfd[BLOCKED_MAX_CHANNELS + 1];
 	struct sigaction sa;
-	sigset_t none;
+	sigset_t none, stops;
 	char err[256];
 	bool debug = log_debug_enabled();
 	int n = 1, reg;
@@ -250,8 +250,13 @@ blocker_main(void)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0); /* the master is already gone */
+	/*
+	 * SIGTERM and SIGINT stay blocked (as they were across the fork)
+	 * but inside ppoll(): a stop that comes early is kept, not fatal,
+	 * and never interrupts an nft command halfway.
+	 */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = blocker_sig; /* no SA_RESTART: poll() returns EINTR */
+	sa.sa_handler = blocker_sig;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGHUP, SIG_IGN);
@@ -260,7 +265,10 @@ blocker_main(void)
 	signal(SIGUSR2, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_SETMASK, &stops, NULL);
 
 	close(reg_fds[1]);
 	if (blog == LOG_TO_SYSLOG)
@@ -291,7 +299,7 @@ blocker_main(void)
 	pfd[0].fd = reg;
 	pfd[0].events = POLLIN;
 	while (!bstop) {
-		if (poll(pfd, (nfds_t)n, -1) < 0) {
+		if (ppoll(pfd, (nfds_t)n, NULL, &none) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_err("blocked poll error=\"%s\"", strerror(errno));
@@ -306,7 +314,8 @@ blocker_main(void)
 				pfd[n].revents = 0;
 				n++;
 			} else if (fd >= 0) {
-				log_warn("blocked channels full max=%d", BLOCKED_MAX_CHANNELS);
+				/* BLOCKED_MAX_CHANNELS workers at once: more is no daemon of ours */
+				refused(&b, "-", "channels-full", 0, NULL);
 				close(fd);
 			}
 		} else if (pfd[0].revents & (POLLHUP | POLLERR)) {
@@ -337,6 +346,9 @@ blocker_main(void)
 	}
 	for (int i = 1; i < n; i++)
 		(void)drain(&b, pfd[i].fd, BLOCKED_QUEUE + BLOCKED_READ_BURST);
+	if (b.log_suppressed)
+		log_warn("blocked refused suppressed=%u window_ms=%u", b.log_suppressed,
+		    BLOCKED_LOG_WINDOW_MS);
 	log_info("blocked stop added=%lu refused=%lu", b.n_added, b.n_refused);
 	nft_ctx_free(b.nft);
 	_exit(0);
@@ -347,12 +359,20 @@ blocker_main(void)
 static int
 spawn_blocker(void)
 {
-	pid_t pid = fork();
+	sigset_t stops, old;
+	pid_t pid;
 
-	if (pid < 0)
-		return -1;
+	/* The child starts with the stop signals held (blocker_main). */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	pid = fork();
 	if (pid == 0)
 		blocker_main();
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0)
+		return -1;
 	blocker_pid = pid;
 	return 0;
 }
@@ -606,7 +626,11 @@ blocked_request(const union sockaddr_any *addr, unsigned seconds, const char *re
 
 	blocked_req_encode(&r, queue[(q_head + q_len) % BLOCKED_QUEUE]);
 	q_len++;
-	log_sid(LOG_LVL_INFO, sid, "blocked request addr=%s seconds=%u reason=%s", a, r.seconds,
+	char secs[16] = "default";
+
+	if (r.seconds)
+		snprintf(secs, sizeof(secs), "%u", r.seconds);
+	log_sid(LOG_LVL_INFO, sid, "blocked request addr=%s seconds=%s reason=%s", a, secs,
 	    r.reason);
 	flush();
 	return n_dropped == dropped ? 0 : -1;

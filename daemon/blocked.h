@@ -20,7 +20,16 @@
  * blocker never answers, so a worker never waits for it.  What the
  * blocker does, it logs:
  *   blocked add addr=A seconds=N reason=R sid=S
- *   blocked refused addr=A reason=exception|rate-limit|list-full|... sid=S
+ *   blocked refused addr=A reason=WHY sid=S [error="..."]
+ * WHY: exception (blocked-sites-exceptions), rate-limit, list-full (the
+ * set is at blocked-sites-max), no-ruleset (table smtpgw_blocked is not
+ * loaded), nft (another nft error), malformed (a request our encoder
+ * never makes: a bug, or a worker taken over), channels-full (a
+ * registration beyond BLOCKED_MAX_CHANNELS, closed).  Refusal lines are limited
+ * to 20 per 10 s, the rest counted ("blocked refused suppressed=N").
+ * A request for an address already on the list sets it to the new time
+ * and comment; requests for one address within BLOCKED_RECENT_MS
+ * (blocked_req.h) after it was added are carried out once.
  *
  * Limits: BLOCKED_QUEUE requests wait in a worker while its channel is
  * full (more are dropped and counted); the blocker takes

@@ -303,11 +303,20 @@ blocked_req_nft_cmd(const struct blocked_req *r, unsigned seconds, char *buf, si
 	    seconds > BLOCKED_TIMEOUT_MAX || r->sid > SID_MAX ||
 	    inet_ntop(r->family, r->addr, a, sizeof(a)) == NULL)
 		return -1;
+	const char *set = r->family == AF_INET ? BLOCKED_NFT_SET4 : BLOCKED_NFT_SET6;
+
+	/*
+	 * add (a no-op when it is there), delete, add: one transaction that
+	 * sets the element whether or not it existed - a new block renews an
+	 * old one to exactly its own time and comment, on every kernel (some
+	 * keep an existing element's timeout on a plain add).
+	 */
 	n = snprintf(buf, len,
+	    "add element inet " BLOCKED_NFT_TABLE " %s { %s timeout %us }\n"
+	    "delete element inet " BLOCKED_NFT_TABLE " %s { %s }\n"
 	    "add element inet " BLOCKED_NFT_TABLE " %s { %s timeout %us "
-	    "comment \"smtpgw reason=%s sid=%012llx\" }",
-	    r->family == AF_INET ? BLOCKED_NFT_SET4 : BLOCKED_NFT_SET6, a, seconds, r->reason,
-	    (unsigned long long)r->sid);
+	    "comment \"smtpgw reason=%s sid=%012llx\" }\n",
+	    set, a, seconds, set, a, set, a, seconds, r->reason, (unsigned long long)r->sid);
 	if (n < 0 || (size_t)n >= len)
 		return -1;
 	return n;

@@ -47,7 +47,7 @@
 #define BLOCKED_NFT_SET4 "blocked4"
 #define BLOCKED_NFT_SET6 "blocked6"
 /* An element's comment: "smtpgw reason=R sid=S" (smtpgwctl blocked list shows it). */
-#define BLOCKED_NFT_CMD_MAX 256
+#define BLOCKED_NFT_CMD_MAX 512
 
 struct blocked_req {
 	int family;                          /* AF_INET or AF_INET6 */
@@ -146,11 +146,14 @@ bool blocked_recent_seen(const struct blocked_recent *c, const struct blocked_re
 void blocked_recent_note(struct blocked_recent *c, const struct blocked_req *r, uint64_t now_ms);
 
 /*
- * The nft command that adds r for `seconds` (a valid request: checked by
- * blocked_req_decode):
+ * The nft commands (one transaction) that set r's element for `seconds`
+ * (a valid request: checked by blocked_req_decode), whether or not it was
+ * there:
+ *   add element inet smtpgw_blocked blocked4 { 192.0.2.10 timeout 1200s }
+ *   delete element inet smtpgw_blocked blocked4 { 192.0.2.10 }
  *   add element inet smtpgw_blocked blocked4 { 192.0.2.10 timeout 1200s
  *       comment "smtpgw reason=R sid=S" }
- * Returns its length, or -1 when it does not fit in len bytes.
+ * Returns the length, or -1 when r is not valid or it does not fit.
  */
 int blocked_req_nft_cmd(const struct blocked_req *r, unsigned seconds, char *buf, size_t len);
 

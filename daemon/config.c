@@ -83,6 +83,10 @@ config_defaults(struct config *c)
 	c->queue = 0;
 	c->workers = 0; /* one per online CPU */
 	snprintf(c->user, sizeof(c->user), "nobody");
+	snprintf(c->signer_user, sizeof(c->signer_user), "%s", CONF_DEFAULT_SIGNER_USER);
+	snprintf(c->classifier_user, sizeof(c->classifier_user), "%s",
+	    CONF_DEFAULT_CLASSIFIER_USER);
+	c->signer_rate_limit = CONF_DEFAULT_SIGNER_RATE;
 	c->spoof_source = true;
 	c->connect_timeout = 30;
 	c->max_sessions = 2000;
@@ -175,6 +179,43 @@ certfail_action_name(enum certfail_action a)
 	case CERTFAIL_BLOCK: return "block";
 	}
 	return "invalid";
+}
+
+const char *
+noref_rule_name(const struct conf_tls_profile *p, char *buf, size_t len)
+{
+	switch (p->no_ref) {
+	case NOREF_CHAIN_ONLY: snprintf(buf, len, "chain-only"); break;
+	case NOREF_UNTRUSTED_SIGN: snprintf(buf, len, "untrusted-sign"); break;
+	case NOREF_BLOCK: snprintf(buf, len, "block"); break;
+	case NOREF_NAME: snprintf(buf, len, "name:%s", p->no_ref_name); break;
+	}
+	return buf;
+}
+
+bool
+config_valid_hostname(const char *s)
+{
+	size_t n = strlen(s), label = 0;
+
+	if (n == 0 || n > CONF_HOSTNAME_MAX || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '.') {
+			/* no empty label, none ending in '-' */
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum(ch) && !(ch == '-' && label > 0))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return s[n - 1] != '-';
 }
 
 int
@@ -451,11 +492,22 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (parse_uint(p, k, v, 0, 64, &n) < 0)
 			return -1;
 		c->workers = (unsigned)n;
-	} else if (!strcmp(k, "user")) {
+	} else if (!strcmp(k, "user") || !strcmp(k, "signer-user") ||
+	    !strcmp(k, "classifier-user")) {
+		char *dst = !strcmp(k, "user") ? c->user
+		    : !strcmp(k, "signer-user") ? c->signer_user : c->classifier_user;
 		/* system users may start with '_' (_smtpgw) */
-		if (!valid_name(v[0] == '_' ? v + 1 : v, sizeof(c->user) - 1))
-			return perr(p, p->line, "user: \"%s\" is not a valid user name", v);
-		snprintf(c->user, sizeof(c->user), "%s", v);
+		if (!valid_name(v[0] == '_' ? v + 1 : v, CONF_NAME_MAX - 1))
+			return perr(p, p->line, "%s: \"%s\" is not a valid user name", k, v);
+		snprintf(dst, CONF_NAME_MAX, "%s", v);
+		if (dst == c->signer_user)
+			c->signer_user_set = true;
+		else if (dst == c->classifier_user)
+			c->classifier_user_set = true;
+	} else if (!strcmp(k, "signer-rate-limit")) {
+		if (parse_uint(p, k, v, 0, 1000000, &n) < 0)
+			return -1;
+		c->signer_rate_limit = (unsigned)n;
 	} else if (!strcmp(k, "spoof-source")) {
 		return parse_bool(p, k, v, &c->spoof_source);
 	} else if (!strcmp(k, "connect-timeout")) {
@@ -747,6 +799,25 @@ profile_kv(struct parser *p, const char *k, char *v)
 	}
 	if (!strcmp(k, "ocsp"))
 		return parse_bool(p, k, v, &t->ocsp);
+	if (!strcmp(k, "on-no-reference-name")) {
+		t->no_ref_name[0] = '\0';
+		if (!strcmp(v, "chain-only")) {
+			t->no_ref = NOREF_CHAIN_ONLY;
+		} else if (!strcmp(v, "untrusted-sign")) {
+			t->no_ref = NOREF_UNTRUSTED_SIGN;
+		} else if (!strcmp(v, "block")) {
+			t->no_ref = NOREF_BLOCK;
+		} else if (!strncmp(v, "name:", 5) && config_valid_hostname(v + 5)) {
+			t->no_ref = NOREF_NAME;
+			snprintf(t->no_ref_name, sizeof(t->no_ref_name), "%s", v + 5);
+		} else {
+			return perr(p, p->line, "on-no-reference-name: expected chain-only, "
+			    "untrusted-sign, block or name:HOST, got \"%.100s\"", v);
+		}
+		return 0;
+	}
+	if (!strcmp(k, "allow-cn-fallback"))
+		return parse_bool(p, k, v, &t->cn_fallback);
 	return perr(p, p->line, "unknown key \"%s\" in [tls-profile %s]", k, t->name);
 }
 
@@ -1031,6 +1102,17 @@ validate(struct parser *p)
 		if (a->profile < 0)
 			return perr(p, a->line, "action %s: TLS profile \"%s\" is not defined", a->name,
 			    a->profile_name);
+		/* Settings no session could ever satisfy (see smtpgw.conf(5), ENCRYPTION). */
+		if (a->tls_action == TLS_ACTION_DROP &&
+		    (a->sender_enc == ENC_REQUIRED || a->recipient_enc == ENC_REQUIRED))
+			return perr(p, a->line, "action %s: tls-action drop refuses TLS on both legs, "
+			    "so %s-encryption = required can never be met", a->name,
+			    a->sender_enc == ENC_REQUIRED ? "sender" : "recipient");
+		if (a->tls_action == TLS_ACTION_INSPECT && a->sender_enc == ENC_REQUIRED &&
+		    a->recipient_enc == ENC_NONE && !a->allow_cleartext_relay)
+			return perr(p, a->line, "action %s: sender-encryption = required with "
+			    "recipient-encryption = none needs allow-cleartext-relay = yes (TLS to the "
+			    "client, cleartext on)", a->name);
 	}
 	for (int i = 0; i < c->n_policies; i++) {
 		struct conf_policy *pol = &c->policies[i];
@@ -1235,6 +1317,8 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "[global]\n");
 	fprintf(f, "listen-port = %u\nqueue = %u\nworkers = %u\nuser = %s\n", c->listen_port,
 	    c->queue, c->workers, c->user);
+	fprintf(f, "signer-user = %s\nclassifier-user = %s\nsigner-rate-limit = %u\n",
+	    c->signer_user, c->classifier_user, c->signer_rate_limit);
 	fprintf(f, "spoof-source = %s\nconnect-timeout = %u\n", c->spoof_source ? "yes" : "no",
 	    c->connect_timeout);
 	fprintf(f, "max-sessions = %u\nmax-sessions-per-client = %u\n", c->max_sessions,
@@ -1275,6 +1359,9 @@ config_dump(const struct config *c, FILE *f)
 		fprintf(f, "ocsp = %s\n", t->ocsp ? "yes" : "no");
 		for (int k = 0; k < CF_COUNT; k++)
 			fprintf(f, "%s = %s\n", certfail_class_keys[k], certfail_action_name(t->on_fail[k]));
+		char rule[CONF_HOSTNAME_MAX + 8];
+		fprintf(f, "on-no-reference-name = %s\nallow-cn-fallback = %s\n",
+		    noref_rule_name(t, rule, sizeof(rule)), t->cn_fallback ? "yes" : "no");
 	}
 	for (int i = 0; i < c->n_actions; i++) {
 		const struct conf_action *a = &c->actions[i];

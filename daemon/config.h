@@ -6,7 +6,8 @@
  * [policy] sections is the match order.  Line oriented on purpose: it diffs
  * well and the busybox shell tool can edit it with awk.
  *
- *   [global]              listen-port, queue, workers, user, spoof-source,
+ *   [global]              listen-port, queue, workers, user, signer-user,
+ *                         classifier-user, signer-rate-limit, spoof-source,
  *                         connect-timeout, max-sessions,
  *                         max-sessions-per-client, log, blocked-sites-*,
  *                         and the SMTP limits and timeouts (struct
@@ -19,7 +20,8 @@
  *                         SMTP limits (inherited from [global])
  *   [tls-profile NAME]    min-version, ciphers, ciphersuites, ca-file, ocsp,
  *                         on-expired, on-not-yet-valid, on-untrusted-issuer,
- *                         on-name-mismatch, on-revoked, on-invalid
+ *                         on-name-mismatch, on-revoked, on-invalid,
+ *                         on-no-reference-name, allow-cn-fallback
  *
  * Predefined proxy actions (SMTP-Incoming.Standard, SMTP-Outgoing.Standard)
  * and the TLS profile TLS-SMTP.Standard always exist and cannot be
@@ -54,6 +56,10 @@
 #define CONF_MAX_ACTIONS 64
 #define CONF_MAX_PROFILES 32
 #define CONF_PATH_MAX 256
+#define CONF_DEFAULT_SIGNER_USER "smtpgw-signer"
+#define CONF_DEFAULT_CLASSIFIER_USER "smtpgw-classify"
+#define CONF_DEFAULT_SIGNER_RATE 600
+#define CONF_HOSTNAME_MAX 253 /* a DNS name in presentation form, without the root dot */
 #define CONF_MAX_BLOCK_EXCEPTIONS 32 /* blocked-sites-exceptions prefixes */
 /* Longest block: 32767 minutes (about 22 days), WatchGuard's bound too. */
 #define CONF_BLOCKED_TIMEOUT_MAX 1966020
@@ -141,6 +147,18 @@ enum certfail_class {
 	CF_COUNT,
 };
 
+/*
+ * What the judgement of an upstream certificate checks when there is no
+ * reference name (no SNI from the client, or the engine's own STARTTLS
+ * for a client that did not ask for TLS).
+ */
+enum noref_rule {
+	NOREF_CHAIN_ONLY,     /* judge the chain only (the default) */
+	NOREF_UNTRUSTED_SIGN, /* a failure the client can see: the untrusted CA signs */
+	NOREF_BLOCK,          /* refuse the session */
+	NOREF_NAME,           /* check this fixed name (a profile for one destination) */
+};
+
 struct conf_tls_profile {
 	char name[CONF_NAME_MAX];
 	bool predefined;
@@ -150,6 +168,14 @@ struct conf_tls_profile {
 	char ca_file[CONF_PATH_MAX];    /* extra CAs trusted for upstream validation */
 	bool ocsp;                      /* request and check stapled OCSP */
 	enum certfail_action on_fail[CF_COUNT];
+	enum noref_rule no_ref;
+	char no_ref_name[CONF_HOSTNAME_MAX + 1]; /* NOREF_NAME only */
+	/*
+	 * RFC 9525 6.4.4: a name found only in the subject CN of a
+	 * certificate without DNS names is no match.  yes: the old fallback,
+	 * for legacy servers.
+	 */
+	bool cn_fallback;
 	int line;
 };
 
@@ -178,7 +204,17 @@ struct config {
 	uint16_t listen_port;
 	unsigned queue;
 	unsigned workers;
-	char user[CONF_NAME_MAX];
+	char user[CONF_NAME_MAX];            /* workers */
+	/*
+	 * The signer's and the classifier's users: one uid per role, so no
+	 * child can signal (or, with ptrace, read) a child of another role.
+	 * When the key is not set and the default user does not exist, the
+	 * role falls back to user (main.c says so, smtpgw -t warns).
+	 */
+	char signer_user[CONF_NAME_MAX];
+	char classifier_user[CONF_NAME_MAX];
+	bool signer_user_set, classifier_user_set;
+	unsigned signer_rate_limit;         /* forged leaves per worker per minute; 0: no limit */
 	bool spoof_source;
 	unsigned connect_timeout; /* seconds */
 	unsigned max_sessions;    /* in total, all workers */
@@ -241,6 +277,10 @@ const struct action_rules *config_rules(const struct conf_action *a);
 const char *tls_action_name(enum tls_action a);
 const char *encryption_name(enum tls_encryption e);
 const char *certfail_action_name(enum certfail_action a);
+/* "chain-only", "untrusted-sign", "block" or "name:HOST" into buf. */
+const char *noref_rule_name(const struct conf_tls_profile *p, char *buf, size_t len);
+/* A DNS host name (letters, digits, '-', labels of 1..63, at most CONF_HOSTNAME_MAX). */
+bool config_valid_hostname(const char *s);
 extern const char *const certfail_class_keys[CF_COUNT];
 /* Print the effective configuration (predefined sections included) in file syntax. */
 void config_dump(const struct config *c, FILE *f);

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "blocked.h"
 #include "config.h"
+#include "fdlimit.h"
 #include "quota.h"
 #include "signer.h"
 #include "tls.h"
@@ -50,14 +52,35 @@
 
 enum role { ROLE_CLASSIFIER, ROLE_WORKER };
 
+/*
+ * One configuration generation: the configuration, the TLS material and
+ * the signer its children were started with.  The current one serves new
+ * connections; an older one lives until its last (draining) worker is
+ * gone, then its signer is stopped and it is freed.  Children are forked
+ * from the master, so each holds its own copy of its generation.
+ */
+struct gen {
+	struct gen *next;
+	unsigned id;
+	struct config *conf;
+	struct tls_material tls;
+	struct signer *signer;
+	char worker_user[CONF_NAME_MAX];     /* resolved role users (users_resolve) */
+	char classifier_user[CONF_NAME_MAX];
+	char signer_user[CONF_NAME_MAX];
+	unsigned children; /* alive */
+};
+
 struct child {
 	pid_t pid;
 	enum role role;
 	bool draining; /* old generation after a reload: not respawned */
+	struct gen *gen;
 };
 
 static struct child children[MAX_CHILDREN];
-static struct config *conf;
+static struct gen *gens; /* every live generation */
+static struct gen *cur;  /* the one new children get */
 static struct classifier *queue;
 static int lfds[2] = { -1, -1 };
 static const char *pidfile;
@@ -92,9 +115,11 @@ usage(FILE *f)
 	    "Signals: SIGTERM/SIGINT stop; SIGHUP reloads the configuration (sessions in\n"
 	    "progress finish under the configuration they started with); SIGUSR2\n"
 	    "rewrites the status file and makes every worker log its counters.\n"
-	    "Must start as root (or with CAP_NET_ADMIN); children run as the configured\n"
-	    "user with only CAP_NET_ADMIN (classifier) or CAP_NET_RAW (workers, when\n"
-	    "spoof-source is on).\n");
+	    "Must start as root (or with CAP_NET_ADMIN); children run as their role's\n"
+	    "user (user, signer-user, classifier-user) with only CAP_NET_ADMIN\n"
+	    "(classifier, blocker) or CAP_NET_RAW (workers, when spoof-source is on).\n"
+	    "A reload builds the new generation (TLS material, signer, workers) before\n"
+	    "it touches the running one; -t loads everything a reload loads.\n");
 }
 
 static void
@@ -103,6 +128,65 @@ child_sig(int sig)
 	(void)sig;
 	child_stop = 1;
 }
+
+/* ------------------------------------------------------------ users */
+
+/*
+ * The user each role runs as.  The signer and the classifier get users of
+ * their own, so no child can signal (or trace) a child of another role:
+ * a worker, the network-facing process, cannot stop the signer or the
+ * classifier.  When signer-user / classifier-user is not set and its
+ * default user does not exist, that role runs as user (said in notes[]);
+ * a user that is named but does not exist is an error.
+ */
+static int
+users_resolve(const struct config *c, struct gen *g, char notes[2][300], char *err,
+    size_t errlen)
+{
+	const struct {
+		const char *key, *name;
+		bool set;
+		char *out;
+	} roles[2] = {
+		{ "signer-user", c->signer_user, c->signer_user_set, g->signer_user },
+		{ "classifier-user", c->classifier_user, c->classifier_user_set,
+		    g->classifier_user },
+	};
+	struct passwd *pw;
+	uid_t wuid;
+
+	snprintf(g->worker_user, sizeof(g->worker_user), "%s", c->user);
+	pw = getpwnam(c->user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "%s: user \"%s\" does not exist", c->path, c->user);
+		return -1;
+	}
+	wuid = pw->pw_uid;
+	for (int i = 0; i < 2; i++) {
+		notes[i][0] = '\0';
+		pw = getpwnam(roles[i].name);
+		if (pw == NULL && roles[i].set) {
+			snprintf(err, errlen, "%s: %s: user \"%s\" does not exist", c->path,
+			    roles[i].key, roles[i].name);
+			return -1;
+		}
+		if (pw == NULL) {
+			snprintf(notes[i], sizeof(notes[i]), "%s %s does not exist: that process "
+			    "runs as %s, like the workers, which can then signal it (see smtpgw(8), "
+			    "USERS)", roles[i].key, roles[i].name, c->user);
+			snprintf(roles[i].out, CONF_NAME_MAX, "%s", c->user);
+			continue;
+		}
+		if (pw->pw_uid == wuid || pw->pw_uid == 0)
+			snprintf(notes[i], sizeof(notes[i]), "%s %s has uid %u, %s: a worker can "
+			    "signal that process", roles[i].key, roles[i].name, (unsigned)pw->pw_uid,
+			    pw->pw_uid == 0 ? "root" : "the workers' uid");
+		snprintf(roles[i].out, CONF_NAME_MAX, "%s", roles[i].name);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ children */
 
 static unsigned
 worker_count(const struct config *c)
@@ -116,9 +200,19 @@ worker_count(const struct config *c)
 	return (unsigned)n;
 }
 
+/* In the signer process: the master's sockets are none of its business. */
+static void
+signer_child_cleanup(void)
+{
+	for (int i = 0; i < 2; i++)
+		if (lfds[i] >= 0)
+			close(lfds[i]);
+	classifier_close(queue);
+}
+
 /* Runs in the child; never returns. */
 static void NORETURN
-child_run(enum role role, int ready_fd)
+child_run(enum role role, struct gen *g, int ready_fd, bool standby)
 {
 	char err[256];
 	sigset_t none;
@@ -143,34 +237,39 @@ child_run(enum role role, int ready_fd)
 		for (int i = 0; i < 2; i++)
 			if (lfds[i] >= 0)
 				close(lfds[i]);
+		signer_close_inherited(NULL);
 		cap_value_t keep[] = { CAP_NET_ADMIN };
-		if (priv_drop(conf->user, keep, 1, err, sizeof(err)) < 0) {
+		if (priv_drop(g->classifier_user, keep, 1, err, sizeof(err)) < 0) {
 			log_err("classify privileges error=\"%s\"", err);
 			_exit(1);
 		}
 		(void)!write(ready_fd, "c", 1);
 		close(ready_fd);
-		rc = classifier_run(queue, conf, &child_stop);
+		rc = classifier_run(queue, g->conf, &child_stop);
 		_exit(rc < 0 ? 1 : 0);
 	}
 
 	log_set_procname("worker");
 	signal(SIGCHLD, SIG_DFL);
 	classifier_close(queue);
+	signer_close_inherited(g->signer);
+	signer_worker_attach(signer_reg_fd(g->signer));
+	tls_global = &g->tls;
 	cap_value_t keep[] = { CAP_NET_RAW };
-	if (priv_drop(conf->user, keep, conf->spoof_source ? 1 : 0, err, sizeof(err)) < 0) {
+	if (priv_drop(g->worker_user, keep, g->conf->spoof_source ? 1 : 0, err, sizeof(err)) < 0) {
 		log_err("worker privileges error=\"%s\"", err);
 		_exit(1);
 	}
 	(void)!write(ready_fd, "w", 1);
 	close(ready_fd);
 	/* worker_main blocks the signals it handles through its signalfd */
-	rc = worker_main(conf, lfds, 2);
+	rc = worker_main(g->conf, lfds, 2, standby);
 	_exit(rc < 0 ? 1 : 0);
 }
 
-static pid_t
-spawn(enum role role, int ready_fd)
+/* Fork one child of generation g (a worker on standby: see worker.h); its table slot, or -1. */
+static int
+spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 {
 	int slot = -1;
 	pid_t pid;
@@ -191,31 +290,60 @@ spawn(enum role role, int ready_fd)
 	}
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
-		child_run(role, ready_fd);
+		child_run(role, g, ready_fd, standby);
 	}
 	children[slot].pid = pid;
 	children[slot].role = role;
 	children[slot].draining = false;
-	return pid;
+	children[slot].gen = g;
+	g->children++;
+	return slot;
 }
 
-/* Spawn a classifier and the workers; wait until each reported ready. */
-static int
-spawn_generation(void)
+/* A child is gone (reaped): its slot and its generation's count. */
+static void
+child_gone(int slot)
 {
-	int p[2];
-	unsigned want = 1 + worker_count(conf), got = 0;
+	children[slot].pid = 0;
+	if (children[slot].gen)
+		children[slot].gen->children--;
+	children[slot].gen = NULL;
+	/* its sessions are gone with it */
+	quota_clear_slot((unsigned)slot);
+}
+
+/* Stop the children of a failed batch (SIGKILL: they never served). */
+static void
+kill_batch(const int *slots, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		int sl = slots[i];
+		if (sl < 0 || children[sl].pid <= 0)
+			continue;
+		kill(children[sl].pid, SIGKILL);
+		waitpid(children[sl].pid, NULL, 0);
+		child_gone(sl);
+	}
+}
+
+/*
+ * Spawn n children of one role for generation g and wait until each
+ * reported ready; on failure the ones started are stopped again.
+ */
+static int
+spawn_ready(struct gen *g, enum role role, unsigned n, bool standby)
+{
+	int p[2], slots[MAX_CHILDREN];
+	unsigned got = 0, started = 0;
 	uint64_t deadline = now_ms() + READY_TIMEOUT_MS;
 
-	if (pipe2(p, O_CLOEXEC) < 0)
-		fatal("pipe: %s", strerror(errno));
-	if (spawn(ROLE_CLASSIFIER, p[1]) < 0)
-		goto fail;
-	for (unsigned i = 0; i < want - 1; i++)
-		if (spawn(ROLE_WORKER, p[1]) < 0)
-			goto fail;
+	if (n > MAX_CHILDREN || pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	for (; started < n; started++)
+		if ((slots[started] = spawn(role, g, p[1], standby)) < 0)
+			break;
 	close(p[1]);
-	while (got < want) {
+	while (started == n && got < n) {
 		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 		char b[16];
 		uint64_t now = now_ms();
@@ -224,21 +352,19 @@ spawn_generation(void)
 			break;
 		if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
 			continue;
-		ssize_t n = read(p[0], b, sizeof(b));
-		if (n <= 0)
+		ssize_t r = read(p[0], b, sizeof(b));
+		if (r <= 0)
 			break; /* every child closed its end: someone died before ready */
-		got += (unsigned)n;
+		got += (unsigned)r;
 	}
 	close(p[0]);
-	if (got < want) {
-		log_err("startup failed: %u of %u children ready", got, want);
+	if (got < n) {
+		log_err("start failed role=%s ready=%u wanted=%u generation=%u",
+		    role == ROLE_CLASSIFIER ? "classify" : "worker", got, n, g->id);
+		kill_batch(slots, started);
 		return -1;
 	}
 	return 0;
-fail:
-	close(p[0]);
-	close(p[1]);
-	return -1;
 }
 
 static void
@@ -261,7 +387,7 @@ wait_children(int timeout_ms)
 			if (children[i].pid <= 0)
 				continue;
 			if (waitpid(children[i].pid, NULL, WNOHANG) == children[i].pid)
-				children[i].pid = 0;
+				child_gone(i);
 			else
 				any = true;
 		}
@@ -275,6 +401,75 @@ wait_children(int timeout_ms)
 		nanosleep(&ts, NULL);
 	}
 }
+
+/* ------------------------------------------------------------ generations */
+
+static void
+gen_free(struct gen *g)
+{
+	struct gen **pp;
+
+	if (g == NULL)
+		return;
+	for (pp = &gens; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	signer_free(g->signer);
+	tls_material_free(&g->tls);
+	free(g->conf);
+	free(g);
+}
+
+/* An old generation whose last child is gone: its signer goes too. */
+static void
+gen_release_if_done(struct gen *g)
+{
+	if (g && g != cur && g->children == 0) {
+		log_info("master generation done generation=%u", g->id);
+		gen_free(g);
+	}
+}
+
+/*
+ * Everything a generation needs before any of its children exists:
+ * missing TLS files made, the material loaded, the users resolved and the
+ * signer started with the CA keys checked.  Takes c (freed on failure).
+ */
+static struct gen *
+gen_build(struct config *c, unsigned id, EVP_PKEY *leaf, char *err, size_t errlen)
+{
+	struct gen *g = xcalloc(1, sizeof(*g));
+	char notes[2][300], serr[400];
+
+	g->id = id;
+	g->conf = c;
+	if (users_resolve(c, g, notes, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < 2; i++)
+		if (notes[i][0])
+			log_warn("master users generation=%u note=\"%s\"", id, notes[i]);
+	if (tls_prepare_files(c, err, errlen) < 0 || tls_load(c, &g->tls, leaf, err, errlen) < 0)
+		goto fail;
+	g->signer = signer_new(c, &g->tls, id, g->signer_user, worker_count(c),
+	    signer_child_cleanup, serr, sizeof(serr));
+	if (g->signer == NULL) {
+		snprintf(err, errlen, "signer: %s", serr);
+		goto fail;
+	}
+	g->next = gens;
+	gens = g;
+	return g;
+fail:
+	tls_material_free(&g->tls);
+	free(c);
+	free(g);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ status */
 
 static int
 write_pidfile(const char *path)
@@ -327,7 +522,11 @@ status_refresh(void)
 			st.workers++;
 		}
 	}
-	st.workers_expected = worker_count(conf);
+	st.signer_pid = cur ? signer_pid(cur->signer) : -1;
+	st.signer_alive = st.signer_pid > 0 && kill(st.signer_pid, 0) == 0;
+	if (st.signer_pid < 0)
+		st.signer_pid = 0;
+	st.workers_expected = cur ? worker_count(cur->conf) : 0;
 	st.sessions = quota_total();
 	st.seq++;
 	if (status_write(statusfile, &st, err, sizeof(err)) < 0) {
@@ -339,60 +538,97 @@ status_refresh(void)
 	}
 }
 
+/* ------------------------------------------------------------ reload */
+
 /*
- * SIGHUP: read the file again; if it is valid, start a new classifier and
- * new workers with it and let the old workers drain.  An invalid file
- * changes nothing.
+ * SIGHUP: build the new generation completely - configuration, file
+ * descriptor limit, TLS material, signer (CA keys checked), workers
+ * ready - before touching the running one; only then replace the
+ * classifier and let the old workers drain.  Anything that fails before
+ * that point leaves the running generation exactly as it was (rejected).
  */
 static enum reload_result
 reload(const char *path, char *why, size_t whylen)
 {
-	char err[512];
+	char err[512], serr[400];
 	struct config *nc = xmalloc(sizeof(*nc));
+	struct gen *old = cur, *ng;
+	const struct config *oc = old->conf;
 
 	why[0] = '\0';
 	if (config_load(nc, path, err, sizeof(err)) < 0) {
-		log_err("reload rejected error=\"%s\" (the running configuration stays)", err);
-		snprintf(why, whylen, "%s", err);
 		free(nc);
-		return RELOAD_REJECTED;
+		goto rejected;
 	}
-	if (nc->listen_port != conf->listen_port || nc->queue != conf->queue ||
-	    nc->user[0] != conf->user[0] || strcmp(nc->user, conf->user) != 0) {
-		log_err("reload rejected error=\"listen-port, queue and user change only on restart\"");
-		snprintf(why, whylen, "listen-port, queue and user change only on restart");
+	if (nc->listen_port != oc->listen_port || nc->queue != oc->queue ||
+	    strcmp(nc->user, oc->user) != 0) {
+		snprintf(err, sizeof(err), "listen-port, queue and user change only on restart");
 		free(nc);
-		return RELOAD_REJECTED;
+		goto rejected;
 	}
-	/* The queue has one reader: stop the old classifier first (SYNs wait in the kernel). */
+	if (fdlimit_raise(nc->max_sessions, false, serr, sizeof(serr)) < 0) {
+		snprintf(err, sizeof(err), "%s: %s", path, serr);
+		free(nc);
+		goto rejected;
+	}
+	ng = gen_build(nc, old->id + 1, old->tls.leaf_key, err, sizeof(err));
+	if (ng == NULL)
+		goto rejected;
+	/* Ready, but polling no listener until the switch (worker.h, standby). */
+	if (spawn_ready(ng, ROLE_WORKER, worker_count(nc), true) < 0) {
+		snprintf(err, sizeof(err), "the new workers did not start (see the log)");
+		gen_free(ng);
+		goto rejected;
+	}
+	/* The queue has one reader: the old classifier stops first (SYNs wait in the kernel). */
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		if (children[i].pid > 0 && children[i].role == ROLE_CLASSIFIER) {
 			kill(children[i].pid, SIGTERM);
 			waitpid(children[i].pid, NULL, 0);
-			children[i].pid = 0;
-		} else if (children[i].pid > 0) {
+			child_gone(i);
+		}
+	}
+	if (spawn_ready(ng, ROLE_CLASSIFIER, 1, false) < 0) {
+		/* Back to the old one; the new workers, which never accepted, go. */
+		for (int i = 0; i < MAX_CHILDREN; i++)
+			if (children[i].pid > 0 && children[i].gen == ng) {
+				kill(children[i].pid, SIGKILL);
+				waitpid(children[i].pid, NULL, 0);
+				child_gone(i);
+			}
+		gen_free(ng);
+		if (spawn_ready(old, ROLE_CLASSIFIER, 1, false) < 0) {
+			log_err("reload failed: neither the new nor the old classifier started");
+			snprintf(why, whylen, "the new classifier did not start, nor the old one again "
+			    "(see the log); SMTP is refused until a restart");
+			return RELOAD_FAILED;
+		}
+		snprintf(err, sizeof(err), "the new classifier did not start (see the log)");
+		goto rejected;
+	}
+	/*
+	 * The switch: the new workers start accepting, then the old ones stop
+	 * and finish their sessions (no moment without a worker accepting).
+	 */
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i].pid > 0 && children[i].gen == ng && children[i].role == ROLE_WORKER)
+			kill(children[i].pid, SIGHUP);
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		if (children[i].pid > 0 && children[i].gen == old && !children[i].draining) {
 			children[i].draining = true;
 			kill(children[i].pid, SIGUSR1);
 		}
 	}
-	/* Old workers keep pointing into their own copy of the old config. */
-	if (tls_reload(nc, err, sizeof(err)) < 0) {
-		log_err("reload rejected error=\"tls: %s\" (the running configuration stays)", err);
-		snprintf(why, whylen, "tls: %.400s", err);
-		free(nc);
-		return RELOAD_REJECTED;
-	}
-	free(conf);
-	conf = nc;
-	blocked_reconfigure(conf);
-	if (spawn_generation() < 0) {
-		log_err("reload: new generation failed to start");
-		snprintf(why, whylen, "the new classifier or workers failed to start (see the log)");
-		return RELOAD_FAILED;
-	}
-	log_info("reload done zones=%d policies=%d workers=%u", conf->n_zones,
-	    conf->n_policies, worker_count(conf));
+	cur = ng;
+	tls_global = &cur->tls;
+	gen_release_if_done(old);
+	log_info("reload done generation=%u zones=%d policies=%d workers=%u", ng->id,
+	    nc->n_zones, nc->n_policies, worker_count(nc));
 	return RELOAD_OK;
+rejected:
+	log_err("reload rejected error=\"%s\" (the running configuration stays)", err);
+	snprintf(why, whylen, "%s", err);
+	return RELOAD_REJECTED;
 }
 
 static int
@@ -416,13 +652,18 @@ supervise(const char *path)
 			log_info("master stop signal=%d", sig);
 			signal_children(SIGTERM, false);
 			wait_children(5000);
-			signer_stop();
+			while (gens)
+				gen_free(gens);
+			cur = NULL;
 			blocked_stop();
 			return 0;
 		}
 		if (sig == SIGHUP) {
 			log_info("master reload file=%s", path);
 			st.reload_result = reload(path, st.reload_error, sizeof(st.reload_error));
+			/* Once the new classifier runs: SYNs never wait for the blocker. */
+			if (st.reload_result != RELOAD_REJECTED)
+				blocked_reconfigure(cur->conf);
 			st.reloads++;
 			st.reload_time = time(NULL);
 			if (st.reload_result == RELOAD_OK)
@@ -446,19 +687,19 @@ supervise(const char *path)
 
 			if (pid <= 0)
 				break;
-			if (signer_reaped(pid) || blocked_reaped(pid))
+			if (signer_reaped(pid, status) || blocked_reaped(pid))
 				continue;
 			for (int i = 0; i < MAX_CHILDREN; i++) {
 				if (children[i].pid != pid)
 					continue;
 				enum role role = children[i].role;
 				bool draining = children[i].draining;
+				struct gen *g = children[i].gen;
 
-				children[i].pid = 0;
-				/* its sessions are gone with it */
-				quota_clear_slot((unsigned)i);
+				child_gone(i);
 				if (draining) {
 					log_info("master drained worker pid=%d", (int)pid);
+					gen_release_if_done(g);
 					break;
 				}
 				st.child_deaths++;
@@ -475,11 +716,14 @@ supervise(const char *path)
 					    RESPAWN_WINDOW_S);
 					signal_children(SIGTERM, false);
 					wait_children(5000);
+					while (gens)
+						gen_free(gens);
+					blocked_stop();
 					return 1;
 				}
 				int p[2];
 				if (pipe2(p, O_CLOEXEC) == 0) {
-					if (spawn(role, p[1]) > 0) {
+					if (spawn(role, cur, p[1], false) >= 0) {
 						st.respawns++;
 						log_info("master respawned role=%s",
 						    role == ROLE_CLASSIFIER ? "classify" : "worker");
@@ -494,12 +738,45 @@ supervise(const char *path)
 	}
 }
 
+/* ------------------------------------------------------------ -t */
+
+/* smtpgw -t: everything a start or a reload would check, nothing created or changed. */
+static int
+check_config(struct config *c, const char *path)
+{
+	char err[512], warn[512], notes[2][300];
+	struct gen g;
+
+	for (int i = 0; i < c->n_warnings; i++)
+		fprintf(stderr, "smtpgw: %s\n", c->warnings[i]);
+	memset(&g, 0, sizeof(g));
+	if (tls_check(c, err, sizeof(err), warn, sizeof(warn)) < 0 ||
+	    users_resolve(c, &g, notes, err, sizeof(err)) < 0) {
+		fprintf(stderr, "smtpgw: %s\n", err);
+		return 1;
+	}
+	if (fdlimit_raise(c->max_sessions, true, err, sizeof(err)) < 0) {
+		fprintf(stderr, "smtpgw: %s: %s\n", path, err);
+		return 1;
+	}
+	if (warn[0])
+		fprintf(stderr, "smtpgw: %s\n", warn);
+	for (int i = 0; i < 2; i++)
+		if (notes[i][0])
+			fprintf(stderr, "smtpgw: %s: note: %s\n", path, notes[i]);
+	printf("smtpgw: %s: configuration OK (%d zones, %d policies, %d actions, "
+	    "%d TLS profiles, %d warnings)\n", path, c->n_zones, c->n_policies,
+	    c->n_actions, c->n_profiles, c->n_warnings);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONF;
 	char err[512];
 	bool check = false, debug = false, dump = false;
+	struct config *conf;
 	sigset_t set;
 	int ch, rc;
 
@@ -526,18 +803,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}
-	for (int i = 0; i < conf->n_warnings; i++)
-		fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
 	if (dump) {
+		for (int i = 0; i < conf->n_warnings; i++)
+			fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
 		config_dump(conf, stdout);
 		return 0;
 	}
-	if (check) {
-		printf("smtpgw: %s: configuration OK (%d zones, %d policies, %d actions, "
-		    "%d TLS profiles, %d warnings)\n", path, conf->n_zones, conf->n_policies,
-		    conf->n_actions, conf->n_profiles, conf->n_warnings);
-		return 0;
-	}
+	if (check)
+		return check_config(conf, path);
+	for (int i = 0; i < conf->n_warnings; i++)
+		fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
 
 	log_init(conf->log, "master", debug);
 	/* Signals are taken synchronously (sigwaitinfo); children set their own. */
@@ -550,6 +825,11 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Before anything is opened or forked: children inherit the limit. */
+	if (fdlimit_raise(conf->max_sessions, false, err, sizeof(err)) < 0) {
+		log_err("%s: %s", path, err);
+		return 1;
+	}
 	if (quota_init(MAX_CHILDREN) < 0) {
 		log_err("session limits: cannot map shared memory: %s", strerror(errno));
 		return 1;
@@ -568,21 +848,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	/*
-	 * TLS material: generated on first start, loaded before any worker
-	 * exists.  CA keys are never loaded here: only the signer reads them.
+	 * TLS material (generated on first start) and the signer, before any
+	 * worker exists.  CA keys are never loaded here: only the signer reads them.
 	 */
-	static struct tls_material material;
-	if (tls_prepare_files(conf, err, sizeof(err)) < 0 ||
-	    tls_load(conf, &material, err, sizeof(err)) < 0) {
-		log_err("tls setup error=\"%s\"", err);
+	cur = gen_build(conf, 1, NULL, err, sizeof(err));
+	if (cur == NULL) {
+		log_err("setup error=\"%s\"", err);
 		return 1;
 	}
-	tls_global = &material;
-	if (signer_start(conf, material.leaf_key, err, sizeof(err)) < 0) {
-		log_err("signer setup error=\"%s\"", err);
-		return 1;
-	}
-	if (blocked_start(conf, err, sizeof(err)) < 0) {
+	tls_global = &cur->tls;
+	if (blocked_start(cur->conf, err, sizeof(err)) < 0) {
 		log_err("blocked setup error=\"%s\"", err);
 		return 1;
 	}
@@ -590,9 +865,12 @@ main(int argc, char **argv)
 	    SMTPGW_VERSION, path, conf->listen_port, conf->queue, worker_count(conf),
 	    conf->spoof_source ? "yes" : "no");
 
-	if (spawn_generation() < 0) {
+	if (spawn_ready(cur, ROLE_WORKER, worker_count(conf), false) < 0 ||
+	    spawn_ready(cur, ROLE_CLASSIFIER, 1, false) < 0) {
 		signal_children(SIGTERM, false);
 		wait_children(2000);
+		while (gens)
+			gen_free(gens);
 		return 1;
 	}
 	if (pidfile && write_pidfile(pidfile) < 0)

@@ -69,5 +69,15 @@ priv_drop(const char *user, const cap_value_t *keep, int nkeep, char *err, size_
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
 		return -1;
 	}
+	/*
+	 * Not dumpable: no ptrace, no /proc/PID/mem, no core file, even from
+	 * a process of the same uid (a worker must never read the signer's
+	 * keys, nor a worker another's sessions).  The kernel already clears
+	 * it on the uid change; said here so it also holds without one.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "dumpable: %s", strerror(errno));
+		return -1;
+	}
 	return 0;
 }

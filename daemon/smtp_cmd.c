@@ -316,16 +316,10 @@ cmd_mail(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "553 5.6.7 Non-ASCII address requires SMTPUTF8");
 		return;
 	}
-	const struct conf_action *a = smtp_action(e);
-	if (a && a->recipient_enc == ENC_REQUIRED && !(e->flags & EF_UP_TLS)) {
-		/* The mail stays with the sender until the destination can take it encrypted. */
-		cmd_refuse(e, cmd,
-		    "451 4.7.0 Error: TLS to the destination is required and not in place");
-		return;
-	}
-	if ((e->flags & EF_CLIENT_TLS) && !(e->flags & EF_UP_TLS) &&
-	    !(a && a->allow_cleartext_relay)) {
-		cmd_refuse(e, cmd, "451 4.7.0 Error: the destination leg is not encrypted");
+	/* The legs' encryption (tls_intercept.c): the mail stays with the sender until it holds. */
+	const char *tls_why = tlsi_mail_refusal(e);
+	if (tls_why) {
+		cmd_refuse(e, cmd, tls_why);
 		return;
 	}
 	if (smtp_params_render(cmd, params, sizeof(params)) < 0) {
@@ -702,6 +696,9 @@ cmd_input(struct smtp_engine *e)
 			buf_reset(in);
 			break;
 		}
+		/* The recipient leg may go TLS first (tls_intercept.c): the line waits for it. */
+		if (st == SMTP_LINE_OK && tlsi_recipient_tls(e, buf_head(in), len))
+			break;
 		memcpy(line, buf_head(in), len);
 		buf_consume(in, consumed);
 		/* A new command arrived complete: the wait for the next one starts over. */

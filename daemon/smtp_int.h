@@ -28,6 +28,7 @@
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_proxy.h"
+#include "tls.h"
 
 /* How many commands may wait for replies (pipelining depth) before we stop reading. */
 #define SMTP_MAX_PENDING 256
@@ -76,6 +77,10 @@ enum smtp_phase {
 #define EF_IMPLICIT_TLS 0x0200u /* port 465: TLS from the first byte on both legs */
 #define EF_HELLO_SEEN 0x0400u   /* the client's ClientHello arrived */
 #define EF_STOPPED 0x0800u      /* the session closed: deliver nothing more */
+/* The legs' TLS on their own (tls_intercept.c). */
+#define EF_UP_OWN 0x10000u      /* the engine's own STARTTLS on the recipient leg is running */
+#define EF_UP_TRIED 0x20000u    /* ... was tried (done or refused): never again */
+#define EF_CLIENT_ONLY 0x40000u /* client TLS without upstream TLS (allow-cleartext-relay) */
 
 /* Transaction flags (e->tflags): the mail transaction in progress. */
 #define TF_MAIL 0x0001u         /* MAIL sent upstream (and not refused) */
@@ -110,6 +115,8 @@ enum pend_kind {
 	PK_BDAT_PART,  /* "BDAT n" of a BDAT n LAST: a 2xx is absorbed, a failure answers */
 	PK_CONV_DATA,  /* DATA sent for a BDAT chunk (upstream lacks CHUNKING) */
 	PK_STARTTLS,   /* STARTTLS sent upstream for the client */
+	PK_OWN_STARTTLS, /* STARTTLS the engine sent for the recipient leg: never relayed */
+	PK_OWN_EHLO,   /* EHLO the engine sent for the recipient leg: never relayed */
 	PK_AUTH,
 	PK_QUIT,
 	PK_LOCAL,      /* answered by smtpgw itself */
@@ -180,7 +187,14 @@ struct smtp_engine {
 
 	/* TLS interception */
 	char sni[256];      /* the client's SNI, mirrored upstream */
+	char upref[256];    /* the name sent upstream as SNI ("" none): what it is judged on */
 	int client_tls_max; /* highest TLS version the client offered */
+	/* the client leg's session binding (tls.h), once its certificate is chosen */
+	unsigned char binding[32]; /* TLS_BINDING_LEN */
+	bool bound;
+	/* a forged leaf asked of the signer (the client's handshake waits, paused) */
+	struct certcache_req *cert_req;
+	struct tls_verdict verdict; /* the upstream's, for the leaf and the binding */
 };
 
 /* Answered, with a reply or with nothing: may leave the FIFO. */
@@ -245,6 +259,17 @@ bool tlsi_offered(const struct smtp_engine *e);
 void tlsi_starttls(struct smtp_engine *e, struct smtp_cmd *cmd);
 /* The upstream answered our STARTTLS; false when the engine must stop handling this reply. */
 bool tlsi_upstream_reply(struct smtp_engine *e, struct pend *p, int code);
+/* ... the STARTTLS / EHLO the engine sent on its own for the recipient leg (same contract). */
+bool tlsi_own_starttls_reply(struct smtp_engine *e, struct pend *p, int code);
+bool tlsi_own_ehlo_reply(struct smtp_engine *e, struct pend *p, int code);
+/*
+ * Before the client's command line (len octets, not yet consumed) is
+ * read: true when it must wait in the buffer because the recipient leg
+ * goes TLS first (started now, or running).
+ */
+bool tlsi_recipient_tls(struct smtp_engine *e, const char *line, size_t len);
+/* Why MAIL must be refused for the legs' encryption, or NULL. */
+const char *tlsi_mail_refusal(const struct smtp_engine *e);
 void tlsi_upstream_ready(struct smtp_engine *e);
 void tlsi_client_hello(struct smtp_engine *e);
 void tlsi_client_ready(struct smtp_engine *e);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "blocked.h"
+#include "certcache.h"
 #include "log.h"
 #include "smtp_int.h"
 #include "util.h"
@@ -78,6 +79,11 @@ void
 smtp_finish(struct smtp_engine *e, const char *why)
 {
 	smtp_enter(e, SP_CLOSING);
+	/* A client handshake paused at its hello finishes first, so the last reply can be read. */
+	if (tlsi_finish_for_reply(e) < 0) {
+		smtp_close(e, "tls-local-error");
+		return;
+	}
 	e->ops->finish(e->owner, why);
 }
 
@@ -212,6 +218,11 @@ smtp_stop(struct smtp_engine *e)
 		log_limit_flush(&e->loglim, e->id);
 	e->flags |= EF_STOPPED;
 	ev_timer_cancel(&e->ctimer);
+	/* A leaf still asked of the signer: its answer will only fill the cache. */
+	if (e->cert_req) {
+		certcache_cancel(e->cert_req);
+		e->cert_req = NULL;
+	}
 }
 
 void

@@ -86,9 +86,10 @@ void tlsi_init(void);
 /* Implicit TLS (465): the client's handshake starts now, paused at its ClientHello. */
 void tlsi_implicit_start(struct smtp_engine *e);
 /*
- * Implicit TLS and the session is refusing the client: let a paused
- * client handshake finish (Proxy Server certificate) so it can read the
- * refusal.  Returns -1 when that is impossible (close at once).
+ * The session is refusing the client while its handshake (465, or after
+ * STARTTLS) is paused at its ClientHello: let it finish (Proxy Server
+ * certificate) so the client can read the refusal.  0 when there is
+ * nothing to do; -1 when that is impossible (close at once).
  */
 int tlsi_finish_for_reply(struct smtp_engine *e);
 

@@ -343,7 +343,8 @@ filter_mechs(char *mechs, size_t size, const char *allowed)
  * Reply handlers, one per command kind: called with the entry already
  * answered with the upstream's reply (PEND_READY); they may change what
  * the client gets.  false: the engine must stop handling this reply (the
- * upstream or the session is gone, or the legs were spliced).
+ * upstream or the session is gone, the legs were spliced, or the upstream
+ * is in a TLS handshake the handler started).
  */
 typedef bool (*reply_fn)(struct smtp_engine *, struct pend *, int code);
 
@@ -521,6 +522,8 @@ static const reply_fn reply_table[] = {
 	[PK_BDAT_PART] = on_bdat_part,
 	[PK_CONV_DATA] = on_conv_data,
 	[PK_STARTTLS] = tlsi_upstream_reply,
+	[PK_OWN_STARTTLS] = tlsi_own_starttls_reply,
+	[PK_OWN_EHLO] = tlsi_own_ehlo_reply,
 	[PK_AUTH] = on_auth,
 	[PK_QUIT] = NULL,
 	[PK_LOCAL] = NULL,

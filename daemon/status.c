@@ -47,6 +47,8 @@ status_print(const struct status *st, time_t now, FILE *f)
 	fprintf(f, "reload-time=%lld\n", (long long)st->reload_time);
 	fprintf(f, "classifier-pid=%d\nclassifier=%s\n", (int)st->classifier_pid,
 	    st->classifier_alive ? "running" : "down");
+	fprintf(f, "signer-pid=%d\nsigner=%s\n", (int)st->signer_pid,
+	    st->signer_alive ? "running" : "down");
 	fprintf(f, "workers=%u\nworkers-expected=%u\nworkers-draining=%u\n", st->workers,
 	    st->workers_expected, st->workers_draining);
 	put_value(f, "worker-pids", st->worker_pids);

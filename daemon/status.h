@@ -22,6 +22,8 @@
  *   reload-time      epoch of the last reload attempt, 0 if none
  *   classifier-pid   0 when there is none
  *   classifier       running | down
+ *   signer-pid       the current generation's signer, 0 when there is none
+ *   signer           running | down
  *   workers          workers of the current generation alive
  *   workers-expected how many the configuration asks for
  *   workers-draining old-generation workers finishing their sessions
@@ -60,6 +62,8 @@ struct status {
 	time_t reload_time;
 	pid_t classifier_pid;
 	bool classifier_alive;
+	pid_t signer_pid;
+	bool signer_alive;
 	unsigned workers;
 	unsigned workers_expected;
 	unsigned workers_draining;

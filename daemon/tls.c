@@ -86,48 +86,94 @@ ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *c
 	return rc;
 }
 
+/* The upstream session cache: what each entry was judged on is its session's certificate. */
 static struct {
-	char key[300];
+	char key[TLS_RESUME_KEY_MAX];
 	SSL_SESSION *sess;
+	unsigned char cert[32]; /* SHA-256 of the session's peer certificate */
 	unsigned long used;
 } resume[TLS_RESUME_SLOTS];
 static unsigned long resume_tick;
 
+static void
+resume_drop(int i)
+{
+	SSL_SESSION_free(resume[i].sess);
+	resume[i].sess = NULL;
+	resume[i].key[0] = '\0';
+}
+
+static int
+resume_find(const char *key)
+{
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++)
+		if (resume[i].sess && !strcmp(resume[i].key, key))
+			return i;
+	return -1;
+}
+
+static bool
+cert_sha256(X509 *x, unsigned char out[32])
+{
+	unsigned int len = 0;
+
+	return x && X509_digest(x, EVP_sha256(), out, &len) == 1 && len == 32;
+}
+
 SSL_SESSION *
 tls_resume_get(const char *key)
 {
-	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
-		if (resume[i].sess && !strcmp(resume[i].key, key)) {
-			if (!SSL_SESSION_is_resumable(resume[i].sess)) {
-				SSL_SESSION_free(resume[i].sess);
-				resume[i].sess = NULL;
-				return NULL;
-			}
-			resume[i].used = ++resume_tick;
-			SSL_SESSION_up_ref(resume[i].sess);
-			return resume[i].sess;
-		}
+	int i = resume_find(key);
+
+	if (i < 0)
+		return NULL;
+	if (!SSL_SESSION_is_resumable(resume[i].sess) ||
+	    (uint64_t)time(NULL) > (uint64_t)SSL_SESSION_get_time(resume[i].sess) + TLS_RESUME_MAX_AGE) {
+		resume_drop(i);
+		return NULL;
 	}
-	return NULL;
+	resume[i].used = ++resume_tick;
+	SSL_SESSION_up_ref(resume[i].sess);
+	return resume[i].sess;
 }
 
 void
 tls_resume_put(const char *key, SSL_SESSION *sess)
 {
-	int slot = 0;
+	unsigned char cert[32];
+	int slot = resume_find(key);
 
-	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
-		if (resume[i].sess && !strcmp(resume[i].key, key)) {
-			slot = i;
-			break;
-		}
-		if (resume[i].used < resume[slot].used)
-			slot = i;
+	/* A session whose certificate we cannot name cannot be checked later: not kept. */
+	if (strlen(key) >= sizeof(resume[0].key) ||
+	    !cert_sha256(SSL_SESSION_get0_peer(sess), cert)) {
+		SSL_SESSION_free(sess);
+		return;
+	}
+	if (slot < 0) {
+		slot = 0;
+		for (int i = 0; i < TLS_RESUME_SLOTS; i++)
+			if (resume[i].used < resume[slot].used)
+				slot = i;
 	}
 	SSL_SESSION_free(resume[slot].sess);
 	snprintf(resume[slot].key, sizeof(resume[slot].key), "%s", key);
 	resume[slot].sess = sess;
+	memcpy(resume[slot].cert, cert, sizeof(cert));
 	resume[slot].used = ++resume_tick;
+}
+
+bool
+tls_resume_check(const char *key, X509 *peer)
+{
+	unsigned char cert[32];
+	int i = resume_find(key);
+
+	if (i < 0)
+		return false;
+	if (cert_sha256(peer, cert) && memcmp(cert, resume[i].cert, sizeof(cert)) == 0)
+		return false;
+	resume_drop(i);
+	return true;
 }
 
 int
@@ -400,6 +446,17 @@ tls_load_cert(const char *path)
 	return x;
 }
 
+/* Never ask for a passphrase: a daemon has no terminal, and -t must not hang on one. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 EVP_PKEY *
 tls_load_key(const char *path)
 {
@@ -408,8 +465,9 @@ tls_load_key(const char *path)
 
 	if (f == NULL)
 		return NULL;
-	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	k = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
 	fclose(f);
+	ERR_clear_error();
 	return k;
 }
 
@@ -425,7 +483,8 @@ proto_version(int v)
 }
 
 static int
-ctx_common(SSL_CTX *ctx, const struct conf_tls_profile *p, char *err, size_t errlen)
+ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *p, char *err,
+    size_t errlen)
 {
 	SSL_CTX_set_min_proto_version(ctx, proto_version(p->min_version));
 	/* Below TLS 1.2 only when the profile asks: OpenSSL's level 1 allows it. */
@@ -438,49 +497,184 @@ ctx_common(SSL_CTX *ctx, const struct conf_tls_profile *p, char *err, size_t err
 	    SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
 		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphers: OpenSSL accepts none of \"%s\"",
-		    "config", p->line, p->name, p->ciphers);
+		    c->path, p->line, p->name, p->ciphers);
+		ERR_clear_error();
 		return -1;
 	}
 	if (SSL_CTX_set_ciphersuites(ctx, p->ciphersuites) != 1) {
 		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphersuites: OpenSSL accepts none of \"%s\"",
-		    "config", p->line, p->name, p->ciphersuites);
+		    c->path, p->line, p->name, p->ciphersuites);
+		ERR_clear_error();
 		return -1;
 	}
 	return 0;
 }
 
-static int load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf,
-    char *err, size_t errlen);
-
 int
-tls_load(const struct config *c, struct tls_material *m, char *err, size_t errlen)
+tls_profile_ctx(const struct config *c, int i, SSL_CTX **server, SSL_CTX **client, char *err,
+    size_t errlen, char *warn, size_t warnlen)
 {
-	return load_material(c, m, NULL, err, errlen);
-}
+	const struct conf_tls_profile *p = &c->profiles[i];
+	SSL_CTX *s = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *cl = SSL_CTX_new(TLS_client_method());
 
-int
-tls_reload(const struct config *c, char *err, size_t errlen)
-{
-	struct tls_material *m = xcalloc(1, sizeof(*m));
-
-	if (tls_prepare_files(c, err, errlen) < 0 ||
-	    load_material(c, m, tls_global ? tls_global->leaf_key : NULL, err, errlen) < 0) {
-		free(m);
-		return -1;
+	err[0] = '\0';
+	if (warn && warnlen)
+		warn[0] = '\0';
+	if (s == NULL || cl == NULL || ctx_common(s, c, p, err, errlen) < 0 ||
+	    ctx_common(cl, c, p, err, errlen) < 0)
+		goto fail;
+	/* No 0-RTT: replayable early data has no place in SMTP. */
+	SSL_CTX_set_max_early_data(s, 0);
+	SSL_CTX_set_session_id_context(s, (const unsigned char *)"smtpgw", 6);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(s, ticket_cb);
+	/*
+	 * Upstream validation: Debian's bundle plus the profile's extra CAs.
+	 * A missing bundle leaves only the ca-file (every public server then
+	 * fails validation): said, not fatal - the profile's actions decide.
+	 */
+	if (SSL_CTX_load_verify_locations(cl, c->trust_store, NULL) != 1 && warn && warnlen)
+		snprintf(warn, warnlen, "%s: warning: trust-store %s cannot be loaded: upstream "
+		    "certificates validate only against ca-file", c->path, c->trust_store);
+	ERR_clear_error();
+	if (p->ca_file[0] && SSL_CTX_load_verify_locations(cl, p->ca_file, NULL) != 1) {
+		snprintf(err, errlen, "%s:%d: tls-profile %s: ca-file %s cannot be loaded (%s)",
+		    c->path, p->line, p->name, p->ca_file,
+		    access(p->ca_file, R_OK) < 0 ? strerror(errno) : "no PEM certificate in it");
+		ERR_clear_error();
+		goto fail;
 	}
-	/* The old material stays with the draining workers (their own copies). */
-	tls_global = m;
+	/* We judge the result ourselves (tls_judge) so the handshake completes. */
+	SSL_CTX_set_verify(cl, SSL_VERIFY_NONE, NULL);
+	/* Sessions are kept per destination by the engine (tls_resume_*). */
+	SSL_CTX_set_session_cache_mode(cl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	*server = s;
+	*client = cl;
 	return 0;
+fail:
+	if (!err[0])
+		snprintf(err, errlen, "cannot create TLS contexts");
+	SSL_CTX_free(s);
+	SSL_CTX_free(cl);
+	return -1;
 }
 
+void
+tls_material_free(struct tls_material *m)
+{
+	if (m == NULL)
+		return;
+	X509_free(m->server_cert);
+	EVP_PKEY_free(m->server_key);
+	X509_free(m->pa_cert);
+	X509_free(m->ua_cert);
+	EVP_PKEY_free(m->leaf_key);
+	for (int i = 0; i < CONF_MAX_PROFILES; i++) {
+		SSL_CTX_free(m->server_ctx[i]);
+		SSL_CTX_free(m->client_ctx[i]);
+	}
+	memset(m, 0, sizeof(*m));
+}
+
+/*
+ * One certificate and key pair of tls-dir: both files there (loaded and
+ * matching), or neither usable yet (*missing: generated at start).
+ */
 static int
-load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, char *err,
+check_pair(const struct config *c, const char *base, bool ca, bool *missing, char *err,
     size_t errlen)
 {
-	char path[CONF_PATH_MAX + 32];
+	char crt[CONF_PATH_MAX + 32], key[CONF_PATH_MAX + 32], name[64];
+	X509 *x = NULL;
+	EVP_PKEY *k = NULL;
+	int rc = -1;
+
+	snprintf(name, sizeof(name), "%s.crt", base);
+	tls_path(c, name, crt, sizeof(crt));
+	snprintf(name, sizeof(name), "%s.key", base);
+	tls_path(c, name, key, sizeof(key));
+	*missing = access(crt, F_OK) < 0 || access(key, F_OK) < 0;
+	if (*missing)
+		return 0; /* tls_prepare_files makes the pair */
+	if ((x = tls_load_cert(crt)) == NULL) {
+		snprintf(err, errlen, "%s: cannot load the certificate (%s)", crt,
+		    access(crt, R_OK) < 0 ? strerror(errno) : "not a PEM certificate");
+		goto out;
+	}
+	if ((k = tls_load_key(key)) == NULL) {
+		snprintf(err, errlen, "%s: cannot load the private key (%s)", key,
+		    access(key, R_OK) < 0 ? strerror(errno) : "not a PEM key, or encrypted");
+		goto out;
+	}
+	if (X509_check_private_key(x, k) != 1) {
+		snprintf(err, errlen, "%s does not belong to %s", key, crt);
+		goto out;
+	}
+	if (ca && X509_check_ca(x) == 0) {
+		snprintf(err, errlen, "%s is not a CA certificate (basicConstraints CA:TRUE)", crt);
+		goto out;
+	}
+	rc = 0;
+out:
+	ERR_clear_error();
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
+int
+tls_check(const struct config *c, char *err, size_t errlen, char *warn, size_t warnlen)
+{
+	static const struct {
+		const char *base;
+		bool ca;
+	} pairs[] = {
+		{ "proxy-server", false },
+		{ "proxy-authority", true },
+		{ "untrusted-authority", true },
+	};
+	char w[512];
+	bool missing;
+
+	err[0] = '\0';
+	warn[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(pairs); i++) {
+		if (check_pair(c, pairs[i].base, pairs[i].ca, &missing, err, errlen) < 0)
+			return -1;
+		if (missing && !warn[0])
+			snprintf(warn, warnlen, "%s: note: %s/%s.{crt,key} missing: generated at start",
+			    c->path, c->tls_dir, pairs[i].base);
+	}
+	for (int i = 0; i < c->n_profiles; i++) {
+		SSL_CTX *s, *cl;
+
+		if (tls_profile_ctx(c, i, &s, &cl, err, errlen, w, sizeof(w)) < 0)
+			return -1;
+		SSL_CTX_free(s);
+		SSL_CTX_free(cl);
+		if (w[0])
+			snprintf(warn, warnlen, "%s", w);
+	}
+	return 0;
+}
+
+int
+tls_load(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, char *err,
+    size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32], warn[512];
+	bool missing;
 
 	memset(m, 0, sizeof(*m));
 	err[0] = '\0';
+	/*
+	 * The same checks as -t, with the same words, except for the CA keys:
+	 * the master never reads them (stdio buffers would leave their PEM in
+	 * the heap every child is forked from); the signer checks them against
+	 * these certificates when it starts (signer_new).
+	 */
+	if (check_pair(c, "proxy-server", false, &missing, err, errlen) < 0)
+		return -1;
 	tls_path(c, "proxy-server.crt", path, sizeof(path));
 	m->server_cert = tls_load_cert(path);
 	tls_path(c, "proxy-server.key", path, sizeof(path));
@@ -492,61 +686,44 @@ load_material(const struct config *c, struct tls_material *m, EVP_PKEY *leaf, ch
 	if (!m->server_cert || !m->server_key || !m->pa_cert || !m->ua_cert) {
 		snprintf(err, errlen, "%s: cannot load the Proxy Server certificate/key or the CA "
 		    "certificates", c->tls_dir);
-		return -1;
+		goto fail;
 	}
 	if (X509_check_private_key(m->server_cert, m->server_key) != 1) {
 		snprintf(err, errlen, "%s: proxy-server.key does not match proxy-server.crt",
 		    c->tls_dir);
-		return -1;
+		goto fail;
+	}
+	if (X509_check_ca(m->pa_cert) == 0 || X509_check_ca(m->ua_cert) == 0) {
+		snprintf(err, errlen, "%s: proxy-authority.crt and untrusted-authority.crt must be CA "
+		    "certificates (basicConstraints CA:TRUE)", c->tls_dir);
+		goto fail;
 	}
 	if (leaf)
 		EVP_PKEY_up_ref(leaf);
 	m->leaf_key = leaf ? leaf : make_ec_key();
 	if (m->leaf_key == NULL) {
 		snprintf(err, errlen, "cannot generate the forged-certificate key");
-		return -1;
+		goto fail;
 	}
 	/* Once per master: tickets stay valid across reloads. */
 	static bool have_secret;
 	if (!have_secret && RAND_bytes(ticket_secret, sizeof(ticket_secret)) != 1) {
 		snprintf(err, errlen, "cannot make the session ticket secret");
-		return -1;
+		goto fail;
 	}
 	have_secret = true;
 	for (int i = 0; i < c->n_profiles; i++) {
-		const struct conf_tls_profile *p = &c->profiles[i];
-		SSL_CTX *s = SSL_CTX_new(TLS_server_method());
-		SSL_CTX *cl = SSL_CTX_new(TLS_client_method());
-
-		if (s == NULL || cl == NULL || ctx_common(s, p, err, errlen) < 0 ||
-		    ctx_common(cl, p, err, errlen) < 0) {
-			SSL_CTX_free(s);
-			SSL_CTX_free(cl);
-			if (!err[0])
-				snprintf(err, errlen, "cannot create TLS contexts");
-			return -1;
-		}
-		/* No 0-RTT: replayable early data has no place in SMTP. */
-		SSL_CTX_set_max_early_data(s, 0);
-		SSL_CTX_set_session_id_context(s, (const unsigned char *)"smtpgw", 6);
-		SSL_CTX_set_tlsext_ticket_key_evp_cb(s, ticket_cb);
-		/* Upstream validation: Debian's bundle plus the profile's extra CAs. */
-		if (SSL_CTX_load_verify_locations(cl, c->trust_store, NULL) != 1)
-			log_warn("tls trust-store=%s error=\"cannot load\"", c->trust_store);
-		if (p->ca_file[0] && SSL_CTX_load_verify_locations(cl, p->ca_file, NULL) != 1) {
-			snprintf(err, errlen, "tls-profile %s: ca-file %s cannot be loaded", p->name,
-			    p->ca_file);
-			return -1;
-		}
-		ERR_clear_error();
-		/* We judge the result ourselves (tls_judge) so the handshake completes. */
-		SSL_CTX_set_verify(cl, SSL_VERIFY_NONE, NULL);
-		/* Sessions are kept per destination by the engine (tls_resume_*). */
-		SSL_CTX_set_session_cache_mode(cl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-		m->server_ctx[i] = s;
-		m->client_ctx[i] = cl;
+		if (tls_profile_ctx(c, i, &m->server_ctx[i], &m->client_ctx[i], err, errlen, warn,
+		    sizeof(warn)) < 0)
+			goto fail;
+		if (warn[0] && i == 0)
+			log_warn("tls error=\"%s\"", warn);
 	}
 	return 0;
+fail:
+	ERR_clear_error();
+	tls_material_free(m);
+	return -1;
 }
 
 static enum certfail_class
@@ -581,22 +758,21 @@ classify_error(long e)
  * the certificate.  No staple: nothing is claimed either way.
  */
 static bool
-ocsp_revoked(SSL *ssl, X509 *peer, struct tls_verdict *v)
+ocsp_revoked(const struct tls_peer *pe, struct tls_verdict *v)
 {
-	const unsigned char *der;
-	long len = SSL_get_tlsext_status_ocsp_resp(ssl, &der);
+	const unsigned char *der = pe->ocsp;
 	OCSP_RESPONSE *resp = NULL;
 	OCSP_BASICRESP *bs = NULL;
 	OCSP_CERTID *id = NULL;
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	STACK_OF(X509) *chain = pe->chain;
 	X509 *issuer = NULL;
 	int status, reason;
 	ASN1_GENERALIZEDTIME *rev, *thisupd, *nextupd;
 	bool bad = false;
 
-	if (len <= 0 || der == NULL)
+	if (pe->ocsp_len <= 0 || der == NULL)
 		return false;
-	resp = d2i_OCSP_RESPONSE(NULL, &der, len);
+	resp = d2i_OCSP_RESPONSE(NULL, &der, pe->ocsp_len);
 	if (resp == NULL || OCSP_response_status(resp) != OCSP_RESPONSE_STATUS_SUCCESSFUL ||
 	    (bs = OCSP_response_get1_basic(resp)) == NULL) {
 		snprintf(v->detail, sizeof(v->detail), "malformed OCSP staple");
@@ -604,11 +780,10 @@ ocsp_revoked(SSL *ssl, X509 *peer, struct tls_verdict *v)
 		goto out;
 	}
 	for (int i = 0; chain && i < sk_X509_num(chain); i++)
-		if (X509_check_issued(sk_X509_value(chain, i), peer) == X509_V_OK)
+		if (X509_check_issued(sk_X509_value(chain, i), pe->leaf) == X509_V_OK)
 			issuer = sk_X509_value(chain, i);
-	if (issuer == NULL || OCSP_basic_verify(bs, chain,
-	    SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), 0) <= 0 ||
-	    (id = OCSP_cert_to_id(NULL, peer, issuer)) == NULL ||
+	if (issuer == NULL || OCSP_basic_verify(bs, chain, pe->store, 0) <= 0 ||
+	    (id = OCSP_cert_to_id(NULL, pe->leaf, issuer)) == NULL ||
 	    OCSP_resp_find_status(bs, id, &status, &reason, &rev, &thisupd, &nextupd) != 1 ||
 	    OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
 		snprintf(v->detail, sizeof(v->detail), "OCSP staple does not verify");
@@ -634,32 +809,187 @@ out:
 	return bad;
 }
 
-void
-tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struct tls_verdict *v)
+/*
+ * The chain of a resumed session, verified again now: its stored result
+ * is from the handshake that made the session, against the trust store
+ * and the clock of then.
+ */
+static long
+verify_again(SSL *ssl, X509 *peer)
 {
-	X509 *peer = SSL_get0_peer_certificate(ssl);
-	long e = SSL_get_verify_result(ssl);
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	long e = X509_V_ERR_UNSPECIFIED;
+
+	if (ctx && X509_STORE_CTX_init(ctx, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), peer,
+	    chain) == 1) {
+		X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(ctx), SSL_get0_param(ssl));
+		X509_STORE_CTX_set_default(ctx, "ssl_server");
+		e = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+	}
+	X509_STORE_CTX_free(ctx);
+	ERR_clear_error();
+	return e;
+}
+
+/* RFC 9525 6.3: DNS names from the subjectAltName only, unless the profile allows the CN. */
+static bool
+name_matches(const struct conf_tls_profile *p, X509 *peer, const char *name)
+{
+	unsigned flags = X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+
+	if (!p->cn_fallback)
+		flags |= X509_CHECK_FLAG_NEVER_CHECK_SUBJECT;
+	return X509_check_host(peer, name, 0, flags, NULL) == 1;
+}
+
+void
+tls_judge_peer(const struct conf_tls_profile *p, const struct tls_peer *pe, const char *refname,
+    struct tls_verdict *v)
+{
+	X509 *peer = pe->leaf;
+	long e = pe->verify_result;
 
 	memset(v, 0, sizeof(*v));
+	if (refname && refname[0])
+		snprintf(v->reference, sizeof(v->reference), "%s", refname);
+	else if (p->no_ref == NOREF_NAME)
+		snprintf(v->reference, sizeof(v->reference), "%s", p->no_ref_name);
+	v->no_reference = v->reference[0] == '\0';
 	if (peer == NULL) {
 		v->cls = CF_INVALID;
 		snprintf(v->detail, sizeof(v->detail), "no certificate");
 	} else if (e != X509_V_OK) {
 		v->cls = classify_error(e);
 		snprintf(v->detail, sizeof(v->detail), "%s", X509_verify_cert_error_string(e));
-	} else if (p->ocsp && ocsp_revoked(ssl, peer, v)) {
+	} else if (p->ocsp && ocsp_revoked(pe, v)) {
 		/* v filled by ocsp_revoked */
-	} else if (refname && refname[0] &&
-	    X509_check_host(peer, refname, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+	} else if (!v->no_reference && !name_matches(p, peer, v->reference)) {
 		v->cls = CF_NAME_MISMATCH;
-		snprintf(v->detail, sizeof(v->detail), "name mismatch for %.80s", refname);
+		snprintf(v->detail, sizeof(v->detail), "name mismatch for %.80s", v->reference);
+	} else if (v->no_reference && p->no_ref != NOREF_CHAIN_ONLY) {
+		/* The chain is good, but there is no name it was meant for. */
+		v->noref_failed = true;
+		v->action = p->no_ref == NOREF_BLOCK ? CERTFAIL_BLOCK : CERTFAIL_UNTRUSTED_SIGN;
+		snprintf(v->detail, sizeof(v->detail), "no reference name to check");
+		return;
 	} else {
 		v->ok = true;
 		v->action = CERTFAIL_ALLOW;
-		snprintf(v->detail, sizeof(v->detail), "ok");
+		snprintf(v->detail, sizeof(v->detail), v->no_reference ?
+		    "ok (chain only: no reference name)" : "ok");
 		return;
 	}
 	v->action = p->on_fail[v->cls];
+}
+
+const char *
+tls_verdict_class(const struct tls_verdict *v)
+{
+	if (v->ok)
+		return "-";
+	if (v->noref_failed)
+		return "no-reference-name";
+	return certfail_class_keys[v->cls] + 3; /* "on-expired" -> "expired" */
+}
+
+/* Length-prefixed fields, so no two different bindings read alike. */
+static int
+bind_field(EVP_MD_CTX *md, const void *p, size_t len)
+{
+	unsigned char n[4] = { (unsigned char)(len >> 24), (unsigned char)(len >> 16),
+		(unsigned char)(len >> 8), (unsigned char)len };
+
+	return EVP_DigestUpdate(md, n, sizeof(n)) == 1 && EVP_DigestUpdate(md, p, len) == 1 ? 0 : -1;
+}
+
+static int
+bind_str(EVP_MD_CTX *md, const char *s)
+{
+	return bind_field(md, s ? s : "", s ? strlen(s) : 0);
+}
+
+static int
+bind_cert(EVP_MD_CTX *md, X509 *x)
+{
+	unsigned char h[32];
+
+	if (x == NULL)
+		return bind_field(md, "", 0);
+	return cert_sha256(x, h) ? bind_field(md, h, sizeof(h)) : -1;
+}
+
+int
+tls_binding_context(const struct tls_binding *b, unsigned char out[TLS_BINDING_LEN])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	const struct tls_verdict *v = b->verdict;
+	char verdict[64];
+	unsigned int len = 0;
+	int rc = -1;
+
+	if (v == NULL)
+		snprintf(verdict, sizeof(verdict), "none");
+	else
+		snprintf(verdict, sizeof(verdict), "%s/%s/%s", v->ok ? "ok" : "failed",
+		    tls_verdict_class(v), certfail_action_name(v->action));
+	if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    bind_str(md, "smtpgw client session binding 1") == 0 &&
+	    bind_str(md, b->inbound ? "inbound" : "outbound") == 0 &&
+	    bind_str(md, b->destination) == 0 &&
+	    bind_str(md, v ? v->reference : "") == 0 &&
+	    bind_str(md, b->profile) == 0 &&
+	    bind_cert(md, b->upstream) == 0 &&
+	    bind_str(md, verdict) == 0 &&
+	    bind_cert(md, b->shown_issuer) == 0 &&
+	    EVP_DigestFinal_ex(md, out, &len) == 1 && len == TLS_BINDING_LEN)
+		rc = 0;
+	EVP_MD_CTX_free(md);
+	return rc;
+}
+
+void
+tls_judge(const struct conf_tls_profile *p, SSL *ssl, const char *refname, struct tls_verdict *v)
+{
+	struct tls_peer pe = {
+		.leaf = SSL_get0_peer_certificate(ssl),
+		.chain = SSL_get_peer_cert_chain(ssl),
+		.verify_result = SSL_get_verify_result(ssl),
+		.store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)),
+	};
+	unsigned char *staple = NULL;
+
+	/* A resumed session's stored result is from the handshake that made it. */
+	if (pe.leaf && SSL_session_reused(ssl))
+		pe.verify_result = verify_again(ssl, pe.leaf);
+	pe.ocsp_len = SSL_get_tlsext_status_ocsp_resp(ssl, &staple);
+	pe.ocsp = staple;
+	tls_judge_peer(p, &pe, refname, v);
+}
+
+long
+tls_verify_chain(SSL_CTX *ctx, STACK_OF(X509) *chain)
+{
+	X509_STORE_CTX *sc = X509_STORE_CTX_new();
+	X509_VERIFY_PARAM *param;
+	long e = X509_V_ERR_UNSPECIFIED;
+
+	if (sc == NULL || chain == NULL || sk_X509_num(chain) < 1)
+		goto out;
+	/* What OpenSSL's client does with the server's chain (ssl_verify_cert_chain). */
+	if (X509_STORE_CTX_init(sc, SSL_CTX_get_cert_store(ctx), sk_X509_value(chain, 0),
+	    chain) != 1)
+		goto out;
+	X509_STORE_CTX_set_default(sc, "ssl_server");
+	param = X509_STORE_CTX_get0_param(sc);
+	X509_VERIFY_PARAM_set1(param, SSL_CTX_get0_param(ctx));
+	X509_VERIFY_PARAM_set_auth_level(param, SSL_CTX_get_security_level(ctx));
+	(void)X509_verify_cert(sc);
+	e = X509_STORE_CTX_get_error(sc);
+out:
+	X509_STORE_CTX_free(sc);
+	ERR_clear_error();
+	return e;
 }
 
 void

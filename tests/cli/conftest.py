@@ -51,7 +51,30 @@ load)
 	;;
 counters)
 	[ -e "$d/loaded.conf" ] || exit 1
-	printf 'intercepted 7\\nbypassed 0\\nrejected 2\\nunclassified 1\\n'
+	printf 'intercepted 7\\nbypassed 0\\nrejected 2\\nunclassified 1\\nblocked 5\\n'
+	;;
+blocked)
+	# The list in "blocked": ADDR, expiry (epoch), timeout, comment (tabs).
+	# "blocked-unloaded": no ruleset; "blocked-full": the set is full.
+	if [ -e "$d/blocked-unloaded" ]; then
+		echo "smtpgw-nft: the blocked sites list is not loaded (smtpgw-nft load)" >&2; exit 1
+	fi
+	f="$d/blocked"; touch "$f"; now=$(date +%s)
+	case $4 in
+	list) awk -F '\t' -v now="$now" '$2 > now { print $1 "\t" $2 - now "\t" $3 "\t" $4 }' "$f" ;;
+	add)
+		if [ -e "$d/blocked-full" ]; then
+			echo "smtpgw-nft: the blocked sites list is full (blocked-sites-max addresses per family)" >&2; exit 1
+		fi
+		awk -F '\t' -v a="$5" '$1 != a' "$f" >"$f.new"
+		printf '%s\\t%s\\t%s\\t%s\\n' "$5" $((now + $6)) "$6" "${7:-}" >>"$f.new"
+		mv "$f.new" "$f"
+		;;
+	del)
+		grep -q "^$5	" "$f" || { echo "smtpgw-nft: $5 is not on the blocked sites list" >&2; exit 3; }
+		awk -F '\t' -v a="$5" '$1 != a' "$f" >"$f.new"; mv "$f.new" "$f"
+		;;
+	esac
 	;;
 esac
 """
@@ -129,6 +152,17 @@ class Box:
         return r
 
     # The fake ruleset loader.
+    def blocked(self):
+        """The fake's blocked sites list: {addr: (timeout, comment)}."""
+        p = self.nft / "blocked"
+        if not p.exists():
+            return {}
+        out = {}
+        for line in p.read_text().splitlines():
+            addr, _until, timeout, comment = line.split("\t")
+            out[addr] = (int(timeout), comment)
+        return out
+
     def nft_calls(self):
         p = self.nft / "calls"
         return p.read_text().splitlines() if p.exists() else []

@@ -7,26 +7,31 @@ mx.ext.test: self-signed; issued by a CA nobody trusts; issued by an
 intermediate of the testbed CA that the server does not send (the
 profile trusts the root only); issued by the testbed CA but expired; and
 issued by the testbed CA for another name (wrong-name: checked against
-the client's SNI, so on 465 with SNI mx.ext.test - STARTTLS has no
-reference name).  int-client connects through the gateway with `openssl
-s_client` on 25 (STARTTLS) and 465 (SNI mx.ext.test), with the policy's
-action using one of three profiles:
+the client's SNI, the reference name, on 25 after STARTTLS as on 465).
+int-client connects through the gateway with `openssl s_client` on 25
+(STARTTLS) and 465, both with SNI mx.ext.test, with the policy's action
+using one of three profiles:
 
 - default (the testbed's profile, every class `untrusted-sign`): the
   leaf is forged for the real names but issued by the untrusted CA, so
   `openssl verify` against the Proxy Authority fails (against the
   untrusted CA it succeeds); mail from an opportunistic client (swaks,
-  no verification) is still delivered.  On STARTTLS the wrong-name
-  certificate validates (no name to check) and is forged by the Proxy
-  Authority with the real, wrong names: a client checking mx.ext.test
-  still sees the mismatch.
+  no verification) is still delivered.  A STARTTLS client that sends no
+  SNI gives no reference name (`reference=none`): the profile's default
+  `on-no-reference-name = chain-only` judges the chain alone, so the
+  wrong-name certificate validates and is forged by the Proxy Authority
+  with the real, wrong names - a client checking mx.ext.test still sees
+  the mismatch.
 - Mixed-A (on-expired = block, on-untrusted-issuer = allow,
   on-name-mismatch = block) and Mixed-B (the other way round): per class,
-  `block` refuses the session (STARTTLS: `421 4.7.5` and close; 465: the
-  handshake never completes) and `allow` forges with the Proxy Authority
-  (the leaf verifies against it).
+  `block` refuses the session - the client's handshake never completes
+  and no certificate is sent, on 465 and after STARTTLS alike (the
+  client's hello is read before the verdict, which needs its SNI; until
+  the reference name came to STARTTLS, 25 answered STARTTLS itself with
+  `421 4.7.5`) - and `allow` forges with the Proxy Authority (the leaf
+  verifies against it).
 The gateway logs each verdict: `tls verify side=server result=failed
-class=<class> action=<action>`.
+class=<class> action=<action> reference=mx.ext.test`.
 """
 
 import pytest
@@ -80,8 +85,10 @@ def matrix(testbed, module_gateway_config):
 
 
 def connect(testbed, port, lport, **kw):
-    """s_client from int-client to ext-mx through the gateway, from lport."""
-    opts = dict(starttls="smtp") if port == 25 else dict(servername="mx.ext.test")
+    """s_client from int-client to ext-mx through the gateway, from lport
+    (SNI mx.ext.test unless servername=None is given)."""
+    opts = dict(starttls="smtp") if port == 25 else {}
+    opts["servername"] = "mx.ext.test"
     opts.update(kw)
     extra = ("-bind", f"{FL.client_addr}:{lport}", *opts.pop("extra", ()))
     return s_client(testbed, "int-client", MX, port, extra=extra, **opts)
@@ -102,28 +109,18 @@ def test_bad_upstream_certificate(testbed, matrix, phase, kind):
     pa = testbed.path("proxy-authority-cert")
     ua = testbed.path("untrusted-authority-cert")
 
-    # STARTTLS has no reference name: wrong-name is only judged on 465.
-    ports = [465] if kind == "wrong-name" else [25, 465]
-    for port in ports:
+    for port in (25, 465):
         off = testbed.log_offset()
         lport = random_lport()
-        if expect == "block" and port == 25:
-            with testbed.connect(FL.client, MX, 25, lport=lport) as c:
-                assert "STARTTLS" in c.ehlo().text, c.dialogue()
-                r = c.cmd("STARTTLS")
-                assert r.code == 421 and r.lines[0].startswith("421 4.7.5"), c.dialogue()
-                replies, end, _ = c.read_to_end()
-                assert replies == [] and end == "eof", c.dialogue()
-        else:
-            r, certs = connect(testbed, port, lport)
+        r, certs = connect(testbed, port, lport)
         sid, v = verdict(testbed, off, lport)
         assert (v["result"], v["class"], v["action"]) == ("failed", cls, expect), (port, v)
+        assert v["reference"] == "mx.ext.test", v
 
         if expect == "block":
-            if port == 465:
-                assert certs == [], f"465 blocked, yet a certificate came:\n{r.stdout}"
-                testbed.wait_gateway_line(off, sid, r"session end reason=tls-upstream-"
-                                                    r"certificate-blocked")
+            assert certs == [], f"{port} blocked, yet a certificate came:\n{r.stdout}"
+            testbed.wait_gateway_line(off, sid, r"session end reason=tls-upstream-"
+                                                r"certificate-blocked")
             continue
         assert certs, f"port {port}: no certificate:\n{r.stdout}{r.stderr}"
         leaf = certs[0]
@@ -148,13 +145,14 @@ def test_bad_upstream_certificate(testbed, matrix, phase, kind):
     testbed.wait_for_message(FL.server, token)
 
     if kind == "wrong-name":
-        # On STARTTLS nothing is judged by name: the Proxy Authority signs a
-        # leaf with the real (wrong) names, and the client's own check fails.
+        # STARTTLS without SNI: no reference name, the chain alone is judged;
+        # the Proxy Authority signs a leaf with the real (wrong) names, and
+        # the client's own check fails.
         off = testbed.log_offset()
         lport = random_lport()
-        r, certs = connect(testbed, 25, lport, cafile=pa,
+        r, certs = connect(testbed, 25, lport, cafile=pa, servername=None,
                            extra=("-verify_hostname", "mx.ext.test"))
         _, v = verdict(testbed, off, lport)
-        assert v["result"] == "ok", v
+        assert (v["result"], v["reference"]) == ("ok", "none"), v
         assert x509_field(certs[0], "-issuer") == x509_field(pa.read_text(), "-subject")
         assert "Verify return code: 62 (hostname mismatch)" in r.stdout, r.stdout

@@ -6,9 +6,9 @@
  * known family, an address that may be blocked, bounded seconds, a
  * 48-bit session id, a reason of [A-Za-z0-9._-] only; that it is the
  * canonical encoding (encoding it again gives the same bytes, so nothing
- * rides along unchecked); and that the nft command made from it has
- * exactly the expected shape - one element, one quoted comment, no
- * character a worker chose outside the reason token.  A refused input
+ * rides along unchecked); and that the nft commands made from it have
+ * exactly the expected shape - three lines about one element, one quoted
+ * comment, no character a worker chose outside the reason token.  A refused input
  * leaves nothing half-filled.
  */
 #include <arpa/inet.h>
@@ -64,12 +64,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(secs >= 1 && secs <= BLOCKED_TIMEOUT_MAX);
 	CHECK(blocked_req_nft_cmd(&r, secs, cmd, sizeof(cmd)) > 0);
 	CHECK(inet_ntop(r.family, r.addr, a, sizeof(a)) != NULL);
+	const char *set = r.family == AF_INET ? "blocked4" : "blocked6";
 	snprintf(want, sizeof(want),
+	    "add element inet smtpgw_blocked %s { %s timeout %us }\n"
+	    "delete element inet smtpgw_blocked %s { %s }\n"
 	    "add element inet smtpgw_blocked %s { %s timeout %us comment \"smtpgw reason=%s "
-	    "sid=%012llx\" }", r.family == AF_INET ? "blocked4" : "blocked6", a, secs, r.reason,
+	    "sid=%012llx\" }\n", set, a, secs, set, a, set, a, secs, r.reason,
 	    (unsigned long long)r.sid);
 	CHECK(strcmp(cmd, want) == 0);
-	CHECK(count(cmd, '"') == 2 && count(cmd, '{') == 1 && count(cmd, '}') == 1);
-	CHECK(strchr(cmd, ';') == NULL && strchr(cmd, '\n') == NULL && strchr(cmd, '#') == NULL);
+	CHECK(count(cmd, '"') == 2 && count(cmd, '{') == 3 && count(cmd, '}') == 3);
+	CHECK(count(cmd, '\n') == 3 && strchr(cmd, ';') == NULL && strchr(cmd, '#') == NULL);
 	return 0;
 }

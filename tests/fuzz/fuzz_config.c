@@ -3,7 +3,9 @@
  *
  * Besides memory errors (ASan/UBSan), checks what a successful parse
  * promises its users: bounded, terminated names, zone references that
- * resolve, no interface in two zones; and that a failed parse always says
+ * resolve, no interface in two zones, a TLS profile's fixed reference name
+ * is a host name, no action that could never deliver; and that a failed
+ * parse always says
  * where: "fuzz.conf:LINE: ..." or "fuzz.conf: ...".
  */
 #include <stdint.h>
@@ -56,6 +58,27 @@ check_valid(const struct config *c)
 			CHECK(p->to[j] >= 0 && p->to[j] < c->n_zones);
 		CHECK(p->type != POLICY_PROXY || p->action[0] != '\0');
 		CHECK(strcmp(tls_support_name(p->tls_support), "invalid") != 0);
+	}
+	/* TLS profiles: a fixed reference name is a host name; none otherwise */
+	for (int i = 0; i < c->n_profiles; i++) {
+		const struct conf_tls_profile *t = &c->profiles[i];
+
+		check_name(t->no_ref_name, sizeof(t->no_ref_name));
+		if (t->no_ref == NOREF_NAME)
+			CHECK(config_valid_hostname(t->no_ref_name));
+		else
+			CHECK(t->no_ref_name[0] == '\0');
+	}
+	/* no action that no session could ever satisfy */
+	for (int i = 0; i < c->n_actions; i++) {
+		const struct conf_action *a = &c->actions[i];
+
+		CHECK(a->profile >= 0 && a->profile < c->n_profiles);
+		if (a->tls_action == TLS_ACTION_DROP)
+			CHECK(a->sender_enc != ENC_REQUIRED && a->recipient_enc != ENC_REQUIRED);
+		if (a->tls_action == TLS_ACTION_INSPECT && a->sender_enc == ENC_REQUIRED &&
+		    a->recipient_enc == ENC_NONE)
+			CHECK(a->allow_cleartext_relay);
 	}
 }
 

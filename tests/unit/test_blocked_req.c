@@ -405,14 +405,20 @@ test_nft_cmd(void **state)
 	snprintf(r.reason, sizeof(r.reason), "max-errors");
 	r.sid = 0x4f2a91c0e1d3ull;
 	assert_true(blocked_req_nft_cmd(&r, 1200, buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "add element inet smtpgw_blocked blocked4 { 192.0.2.10 "
-	    "timeout 1200s comment \"smtpgw reason=max-errors sid=4f2a91c0e1d3\" }");
+	assert_string_equal(buf,
+	    "add element inet smtpgw_blocked blocked4 { 192.0.2.10 timeout 1200s }\n"
+	    "delete element inet smtpgw_blocked blocked4 { 192.0.2.10 }\n"
+	    "add element inet smtpgw_blocked blocked4 { 192.0.2.10 timeout 1200s "
+	    "comment \"smtpgw reason=max-errors sid=4f2a91c0e1d3\" }\n");
 
 	r = req("2001:db8:2::10");
 	r.sid = 0;
 	assert_true(blocked_req_nft_cmd(&r, 1, buf, sizeof(buf)) > 0);
-	assert_string_equal(buf, "add element inet smtpgw_blocked blocked6 { 2001:db8:2::10 "
-	    "timeout 1s comment \"smtpgw reason=r sid=000000000000\" }");
+	assert_string_equal(buf,
+	    "add element inet smtpgw_blocked blocked6 { 2001:db8:2::10 timeout 1s }\n"
+	    "delete element inet smtpgw_blocked blocked6 { 2001:db8:2::10 }\n"
+	    "add element inet smtpgw_blocked blocked6 { 2001:db8:2::10 timeout 1s "
+	    "comment \"smtpgw reason=r sid=000000000000\" }\n");
 
 	/* the longest request fits in BLOCKED_NFT_CMD_MAX */
 	r = req("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff");
@@ -420,7 +426,7 @@ test_nft_cmd(void **state)
 	r.reason[BLOCKED_REASON_MAX] = '\0';
 	r.sid = 0xffffffffffffull;
 	assert_true(blocked_req_nft_cmd(&r, BLOCKED_TIMEOUT_MAX, buf, sizeof(buf)) > 0);
-	assert_int_equal(blocked_req_nft_cmd(&r, BLOCKED_TIMEOUT_MAX, buf, 60), -1);
+	assert_int_equal(blocked_req_nft_cmd(&r, BLOCKED_TIMEOUT_MAX, buf, 300), -1);
 
 	/* whatever reaches it unchecked is refused, never written */
 	r = req("192.0.2.10");

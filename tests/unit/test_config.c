@@ -183,6 +183,12 @@ test_defaults(void **state)
 	assert_int_equal(conf->max_sessions, 2000);
 	assert_int_equal(conf->max_sessions_per_client, 100);
 	assert_int_equal(conf->log, LOG_TO_STDERR);
+	/* one user per role; unset ones may fall back (main.c), so say so */
+	assert_string_equal(conf->signer_user, "smtpgw-signer");
+	assert_string_equal(conf->classifier_user, "smtpgw-classify");
+	assert_false(conf->signer_user_set);
+	assert_false(conf->classifier_user_set);
+	assert_int_equal(conf->signer_rate_limit, 600);
 	assert_int_equal(conf->n_zones, 0);
 	assert_int_equal(conf->n_policies, 0);
 	assert_string_equal(err, "");
@@ -200,7 +206,14 @@ test_global_keys(void **state)
 	    "connect-timeout = 600\n"
 	    "max-sessions = 1000000\n"
 	    "max-sessions-per-client = 1\n"
+	    "signer-user = _smtpgw-signer\n"
+	    "classifier-user = classify\n"
+	    "signer-rate-limit = 0\n"
 	    "log = syslog\n");
+	assert_string_equal(conf->signer_user, "_smtpgw-signer");
+	assert_string_equal(conf->classifier_user, "classify");
+	assert_true(conf->signer_user_set && conf->classifier_user_set);
+	assert_int_equal(conf->signer_rate_limit, 0);
 	assert_int_equal(conf->listen_port, 65535);
 	assert_int_equal(conf->queue, 65535);
 	assert_int_equal(conf->workers, 64);
@@ -381,6 +394,13 @@ static const struct {
 	{"[global]\nspoof-source = YES\n", NAME ":2: spoof-source: expected yes or no, got \"YES\""},
 	{"[global]\nlog = file\n", NAME ":2: log: expected stderr or syslog, got \"file\""},
 	{"[global]\nuser = -x\n", NAME ":2: user: \"-x\" is not a valid user name"},
+	{"[global]\nsigner-user = a:b\n", NAME ":2: signer-user: \"a:b\" is not a valid user name"},
+	{"[global]\nclassifier-user = \"x\"\n",
+	    NAME ":2: classifier-user: \"\"x\"\" is not a valid user name"},
+	{"[global]\nsigner-rate-limit = 1000001\n",
+	    NAME ":2: signer-rate-limit: 1000001 is out of range (0..1000000)"},
+	{"[global]\nsigner-rate-limit = -1\n",
+	    NAME ":2: signer-rate-limit: \"-1\" is not a number"},
 
 	/* [zone] */
 	{"[zone]\n", NAME ":1: [zone NAME]: \"\" is not a valid name"},
@@ -453,6 +473,30 @@ static const struct {
 	    NAME ":2: on-expired: expected allow, untrusted-sign or block, got \"ignore\""},
 	{"[tls-profile t]\nciphers = ALL;rm\n", NAME ":2: ciphers: \"ALL;rm\" is not an OpenSSL cipher string"},
 	{"[tls-profile t]\nca-file = certs.pem\n", NAME ":2: ca-file: expected an absolute path"},
+	{"[tls-profile t]\non-no-reference-name = allow\n",
+	    NAME ":2: on-no-reference-name: expected chain-only, untrusted-sign, block or name:HOST, "
+	    "got \"allow\""},
+	{"[tls-profile t]\non-no-reference-name = name:\n",
+	    NAME ":2: on-no-reference-name: expected chain-only, untrusted-sign, block or name:HOST, "
+	    "got \"name:\""},
+	{"[tls-profile t]\non-no-reference-name = name:a..b\n",
+	    NAME ":2: on-no-reference-name: expected chain-only, untrusted-sign, block or name:HOST, "
+	    "got \"name:a..b\""},
+	{"[tls-profile t]\non-no-reference-name = name:-a.test\n",
+	    NAME ":2: on-no-reference-name: expected chain-only, untrusted-sign, block or name:HOST, "
+	    "got \"name:-a.test\""},
+	{"[tls-profile t]\nallow-cn-fallback = sometimes\n",
+	    NAME ":2: allow-cn-fallback: expected yes or no, got \"sometimes\""},
+	/* actions no session could ever satisfy */
+	{"[action x]\ntls-action = drop\nsender-encryption = required\n",
+	    NAME ":1: action x: tls-action drop refuses TLS on both legs, so sender-encryption = "
+	    "required can never be met"},
+	{"[action x]\ntls-action = drop\nrecipient-encryption = required\n",
+	    NAME ":1: action x: tls-action drop refuses TLS on both legs, so recipient-encryption = "
+	    "required can never be met"},
+	{"[action x]\nsender-encryption = required\nrecipient-encryption = none\n",
+	    NAME ":1: action x: sender-encryption = required with recipient-encryption = none needs "
+	    "allow-cleartext-relay = yes (TLS to the client, cleartext on)"},
 	{ZONES "[action plain]\ntls-action = allow\n[policy p]\nfrom = a\nto = b\naction = plain\n",
 	    NAME ":7: policy p: TLS Support enabled needs content inspection, but action plain has "
 	    "tls-action allow (set tls-action = inspect, or tls-support = disabled)"},
@@ -485,6 +529,8 @@ test_actions_and_profiles(void **state)
 	assert_int_equal(t->min_version, 13);
 	assert_int_equal(t->on_fail[CF_NAME_MISMATCH], CERTFAIL_BLOCK);
 	assert_int_equal(t->on_fail[CF_EXPIRED], CERTFAIL_UNTRUSTED_SIGN); /* cloned default */
+	assert_int_equal(t->no_ref, NOREF_CHAIN_ONLY);
+	assert_false(t->cn_fallback);
 	int in = config_action_index(conf, "SMTP-Incoming.Standard");
 	assert_true(conf->actions[in].predefined);
 	assert_int_equal(conf->actions[in].smtp.max_recipients, 7);
@@ -495,6 +541,69 @@ test_actions_and_profiles(void **state)
 	assert_int_equal(conf->n_warnings, 1);
 	assert_non_null(strstr(conf->warnings[0], NAME ":"));
 	assert_non_null(strstr(conf->warnings[0], "policy q has TLS Support disabled"));
+}
+
+/* on-no-reference-name and allow-cn-fallback: parsed, and dumped the way they parse back. */
+static void
+test_reference_name_keys(void **state)
+{
+	static const struct {
+		const char *value;
+		enum noref_rule rule;
+		const char *name;
+	} rules[] = {
+		{ "chain-only", NOREF_CHAIN_ONLY, "" },
+		{ "untrusted-sign", NOREF_UNTRUSTED_SIGN, "" },
+		{ "block", NOREF_BLOCK, "" },
+		{ "name:mx.int.test", NOREF_NAME, "mx.int.test" },
+		{ "name:localhost", NOREF_NAME, "localhost" },
+	};
+	char text[256], buf[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+		snprintf(text, sizeof(text), "[tls-profile t]\non-no-reference-name = %s\n"
+		    "allow-cn-fallback = %s\n", rules[i].value, i % 2 ? "yes" : "no");
+		parse_ok(text);
+		const struct conf_tls_profile *t = &conf->profiles[config_profile_index(conf, "t")];
+		assert_int_equal(t->no_ref, rules[i].rule);
+		assert_string_equal(t->no_ref_name, rules[i].name);
+		assert_int_equal(t->cn_fallback, i % 2 == 1);
+		assert_string_equal(noref_rule_name(t, buf, sizeof(buf)), rules[i].value);
+	}
+	/* a later value replaces the fixed name */
+	parse_ok("[tls-profile t]\non-no-reference-name = name:a.test\non-no-reference-name = block\n");
+	assert_string_equal(conf->profiles[1].no_ref_name, "");
+	/* the dump carries both keys */
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	parse_ok("[tls-profile t]\non-no-reference-name = name:mx.int.test\n");
+	config_dump(conf, f);
+	fclose(f);
+	assert_non_null(strstr(out, "\n[tls-profile t]\n"));
+	assert_non_null(strstr(out, "on-no-reference-name = name:mx.int.test\nallow-cn-fallback = no\n"));
+	assert_non_null(strstr(out, "on-no-reference-name = chain-only\n")); /* the predefined */
+	free(out);
+	/* host names */
+	assert_true(config_valid_hostname("a"));
+	assert_true(config_valid_hostname("mx-1.ext.test"));
+	assert_false(config_valid_hostname("a.-b"));
+	assert_false(config_valid_hostname("a-.b"));
+	assert_false(config_valid_hostname("a.b."));
+	assert_false(config_valid_hostname("a_b.test"));
+	assert_false(config_valid_hostname("*.ext.test"));
+	memset(text, 'a', 64);
+	text[64] = '\0';
+	assert_false(config_valid_hostname(text)); /* a 64-octet label */
+	text[63] = '\0';
+	assert_true(config_valid_hostname(text));
+	/* settings that can deliver stay valid */
+	parse_ok("[action x]\ntls-action = drop\n"
+	    "[action y]\nsender-encryption = required\nrecipient-encryption = none\n"
+	    "allow-cleartext-relay = yes\n"
+	    "[action z]\ntls-action = allow\nsender-encryption = required\n"
+	    "recipient-encryption = none\n");
 }
 
 static void
@@ -604,6 +713,7 @@ main(void)
 		cmocka_unit_test(test_policy_order_and_any),
 		cmocka_unit_test(test_tls_support_ports),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_reference_name_keys),
 		cmocka_unit_test(test_actions_and_profiles),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_line_length),

@@ -1,6 +1,8 @@
 /*
  * test_tls - certificate forging, upstream certificate judgement against
- * TLS profiles, and the ClientHello extension parsers.
+ * TLS profiles (names per RFC 9525, reference-name rules, resumed sessions),
+ * client-session bindings, the upstream session cache, and the
+ * ClientHello extension parsers.
  *
  * Real OpenSSL objects throughout: CAs and server certificates are made
  * here, handshakes run over a socketpair, and the forged leaf is checked
@@ -270,6 +272,9 @@ judge(X509 *cert, X509 *chain, const struct conf_tls_profile *p, const char *ref
 		}
 	}
 	assert_true(done_c);
+	/* the signer's re-validation of the chain gives the handshake's result */
+	assert_int_equal(tls_verify_chain(cctx, SSL_get_peer_cert_chain(cli)),
+	    SSL_get_verify_result(cli));
 	tls_judge(p, cli, refname, v);
 	SSL_free(srv);
 	SSL_free(cli);
@@ -361,6 +366,339 @@ test_judge_classes_and_actions(void **state)
 	EVP_PKEY_free(otherkey);
 }
 
+/* ------------------------------------------- names and reference rules */
+
+static void
+test_name_rules(void **state)
+{
+	struct conf_tls_profile p = profile(CERTFAIL_UNTRUSTED_SIGN);
+	struct tls_verdict v;
+	X509 *cnonly, *wild, *good;
+
+	(void)state;
+	cnonly = make_server(pki.root, pki.rootkey, pki.srvkey, "legacy.ext.test", NULL, -60, 86400);
+	wild = make_server(pki.root, pki.rootkey, pki.srvkey, "wild", "DNS:*.ext.test", -60, 86400);
+	good = make_server(pki.root, pki.rootkey, pki.srvkey, "mx.ext.test", "DNS:mx.ext.test",
+	    -60, 86400);
+
+	/* RFC 9525: a name only in the subject CN is no match ... */
+	judge(cnonly, NULL, &p, "legacy.ext.test", &v);
+	assert_false(v.ok);
+	assert_int_equal(v.cls, CF_NAME_MISMATCH);
+	assert_string_equal(tls_verdict_class(&v), "name-mismatch");
+	assert_string_equal(v.reference, "legacy.ext.test");
+	/* ... unless the profile allows the old fallback */
+	p.cn_fallback = true;
+	judge(cnonly, NULL, &p, "legacy.ext.test", &v);
+	assert_true(v.ok);
+	p.cn_fallback = false;
+	/* a SAN with DNS names: the CN is never looked at, fallback or not */
+	p.cn_fallback = true;
+	judge(wild, NULL, &p, "wild", &v);
+	assert_false(v.ok);
+	p.cn_fallback = false;
+	/* wildcards: one whole left-most label */
+	judge(wild, NULL, &p, "mx.ext.test", &v);
+	assert_true(v.ok);
+	judge(wild, NULL, &p, "a.b.ext.test", &v);
+	assert_false(v.ok);
+	judge(wild, NULL, &p, "ext.test", &v);
+	assert_false(v.ok);
+
+	/* no reference name: the profile's rule */
+	judge(good, NULL, &p, NULL, &v);
+	assert_true(v.ok && v.no_reference);
+	assert_string_equal(v.reference, "");
+	judge(good, NULL, &p, "", &v);
+	assert_true(v.ok && v.no_reference);
+	p.no_ref = NOREF_UNTRUSTED_SIGN;
+	judge(good, NULL, &p, NULL, &v);
+	assert_false(v.ok);
+	assert_true(v.noref_failed && v.no_reference);
+	assert_int_equal(v.action, CERTFAIL_UNTRUSTED_SIGN);
+	assert_string_equal(tls_verdict_class(&v), "no-reference-name");
+	p.no_ref = NOREF_BLOCK;
+	judge(good, NULL, &p, NULL, &v);
+	assert_int_equal(v.action, CERTFAIL_BLOCK);
+	/* a chain failure is that failure, reference or not */
+	X509 *selfsigned = make_server(NULL, NULL, pki.srvkey, "mx.ext.test", "DNS:mx.ext.test",
+	    -60, 86400);
+	judge(selfsigned, NULL, &p, NULL, &v);
+	assert_false(v.noref_failed);
+	assert_int_equal(v.cls, CF_UNTRUSTED_ISSUER);
+	assert_int_equal(v.action, CERTFAIL_UNTRUSTED_SIGN);
+	/* a client's name always wins over the rule */
+	judge(good, NULL, &p, "mx.ext.test", &v);
+	assert_true(v.ok && !v.no_reference);
+	p.no_ref = NOREF_NAME;
+	snprintf(p.no_ref_name, sizeof(p.no_ref_name), "mx.ext.test");
+	judge(good, NULL, &p, NULL, &v);
+	assert_true(v.ok && !v.no_reference);
+	assert_string_equal(v.reference, "mx.ext.test");
+	snprintf(p.no_ref_name, sizeof(p.no_ref_name), "other.ext.test");
+	judge(good, NULL, &p, NULL, &v);
+	assert_int_equal(v.cls, CF_NAME_MISMATCH);
+	assert_string_equal(tls_verdict_class(&v), "name-mismatch");
+
+	X509_free(cnonly);
+	X509_free(wild);
+	X509_free(good);
+	X509_free(selfsigned);
+}
+
+/* ------------------------------------------------------------ bindings */
+
+static void
+test_binding_context(void **state)
+{
+	X509 *up1, *up2, *pa, *ua;
+	EVP_PKEY *k1, *k2;
+	struct tls_verdict ok = { .ok = true, .action = CERTFAIL_ALLOW, .reference = "mx.ext.test" };
+	struct tls_verdict bad = { .cls = CF_UNTRUSTED_ISSUER, .action = CERTFAIL_UNTRUSTED_SIGN,
+		.reference = "mx.ext.test" };
+	struct tls_verdict other = ok;
+	unsigned char base[TLS_BINDING_LEN], x[TLS_BINDING_LEN];
+
+	(void)state;
+	snprintf(other.reference, sizeof(other.reference), "mx2.ext.test");
+	assert_int_equal(tls_make_ca("up 1", &up1, &k1), 0);
+	assert_int_equal(tls_make_ca("up 2", &up2, &k2), 0);
+	pa = up2; /* any two distinct certificates will do as "CAs" */
+	ua = up1;
+	struct tls_binding b = {
+		.inbound = false, .destination = "198.51.100.25:25", .profile = "Testbed",
+		.upstream = up1, .verdict = &ok, .shown_issuer = pa,
+	};
+	assert_int_equal(tls_binding_context(&b, base), 0);
+	assert_int_equal(tls_binding_context(&b, x), 0);
+	assert_memory_equal(base, x, sizeof(x)); /* deterministic: every worker agrees */
+
+	/* each part of the binding changes it */
+	struct tls_binding c;
+#define DIFFERS(change) do { c = b; change; assert_int_equal(tls_binding_context(&c, x), 0); \
+	assert_memory_not_equal(base, x, sizeof(x)); } while (0)
+	DIFFERS(c.inbound = true);
+	DIFFERS(c.destination = "198.51.100.25:465");
+	DIFFERS(c.destination = "198.51.100.26:25");
+	DIFFERS(c.profile = "Other");
+	DIFFERS(c.upstream = up2);
+	DIFFERS(c.upstream = NULL);
+	DIFFERS(c.verdict = &bad);
+	DIFFERS(c.verdict = &other);
+	DIFFERS(c.verdict = NULL);
+	DIFFERS(c.shown_issuer = ua);
+#undef DIFFERS
+	/* fields cannot slide into each other */
+	struct tls_binding d = b, e = b;
+	d.destination = "a";
+	d.profile = "bc";
+	e.destination = "ab";
+	e.profile = "c";
+	unsigned char dx[TLS_BINDING_LEN], ex[TLS_BINDING_LEN];
+	assert_int_equal(tls_binding_context(&d, dx), 0);
+	assert_int_equal(tls_binding_context(&e, ex), 0);
+	assert_memory_not_equal(dx, ex, sizeof(dx));
+
+	X509_free(up1);
+	X509_free(up2);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(k2);
+}
+
+/* One handshake over a socketpair; the client offers sess (may be NULL). */
+static bool
+handshake_pair(SSL_CTX *sctx, SSL_CTX *cctx, const unsigned char *sid_ctx, SSL_SESSION *sess,
+    SSL **clip, SSL **srvp)
+{
+	int sv[2], done_c = 0, done_s = 0;
+	SSL *srv = SSL_new(sctx), *cli = SSL_new(cctx);
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	SSL_set_fd(srv, sv[0]);
+	SSL_set_fd(cli, sv[1]);
+	if (sid_ctx)
+		assert_int_equal(SSL_set_session_id_context(srv, sid_ctx, TLS_BINDING_LEN), 1);
+	if (sess)
+		assert_int_equal(SSL_set_session(cli, sess), 1);
+	SSL_set_accept_state(srv);
+	SSL_set_connect_state(cli);
+	for (int i = 0; i < 50 && !(done_c && done_s); i++) {
+		if (!done_c)
+			done_c = SSL_do_handshake(cli) == 1;
+		if (!done_s)
+			done_s = SSL_do_handshake(srv) == 1;
+	}
+	/* TLS 1.3: the server's tickets arrive with the client's first read */
+	char b;
+	(void)SSL_read(cli, &b, 1);
+	*clip = cli;
+	*srvp = srv;
+	return done_c && done_s;
+}
+
+static void
+free_pair(SSL *cli, SSL *srv)
+{
+	/* a session freed without close_notify is dropped from the caches */
+	(void)SSL_shutdown(cli);
+	(void)SSL_shutdown(srv);
+	close(SSL_get_fd(cli));
+	close(SSL_get_fd(srv));
+	SSL_free(cli);
+	SSL_free(srv);
+}
+
+/*
+ * What the client-leg binding relies on: a server SSL whose session id
+ * context differs from the offered session's never resumes it -- TLS 1.3
+ * tickets, TLS 1.2 tickets, TLS 1.2 session IDs.
+ */
+static void
+test_resumption_needs_the_binding(void **state)
+{
+	static const struct { int maxv; bool tickets; } kinds[] = {
+		{ TLS1_3_VERSION, true }, { TLS1_2_VERSION, true }, { TLS1_2_VERSION, false },
+	};
+	X509 *cert = make_server(pki.root, pki.rootkey, pki.srvkey, "mx.ext.test",
+	    "DNS:mx.ext.test", -60, 86400);
+	unsigned char a[TLS_BINDING_LEN], b[TLS_BINDING_LEN];
+
+	(void)state;
+	memset(a, 'a', sizeof(a));
+	memset(b, 'b', sizeof(b));
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+		SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+		SSL *cli, *srv;
+
+		SSL_CTX_use_certificate(sctx, cert);
+		SSL_CTX_use_PrivateKey(sctx, pki.srvkey);
+		SSL_CTX_set_session_id_context(sctx, (const unsigned char *)"smtpgw", 6);
+		SSL_CTX_set_max_proto_version(cctx, kinds[k].maxv);
+		if (!kinds[k].tickets)
+			SSL_CTX_set_options(sctx, SSL_OP_NO_TICKET);
+		SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
+
+		assert_true(handshake_pair(sctx, cctx, a, NULL, &cli, &srv));
+		SSL_SESSION *sess = SSL_get1_session(cli);
+		assert_non_null(sess);
+		assert_int_equal(SSL_SESSION_has_ticket(sess), kinds[k].tickets);
+		free_pair(cli, srv);
+
+		/* the same binding: resumed */
+		assert_true(handshake_pair(sctx, cctx, a, sess, &cli, &srv));
+		if (!SSL_session_reused(srv))
+			fail_msg("kind %zu: not resumed under its own binding", k);
+		SSL_SESSION *again = SSL_get1_session(cli);
+		free_pair(cli, srv);
+
+		/* another binding: a full handshake, certificate and all */
+		assert_true(handshake_pair(sctx, cctx, b, again, &cli, &srv));
+		if (SSL_session_reused(srv) || SSL_session_reused(cli))
+			fail_msg("kind %zu: resumed under another binding", k);
+		assert_non_null(SSL_get0_peer_certificate(cli));
+		free_pair(cli, srv);
+
+		SSL_SESSION_free(sess);
+		SSL_SESSION_free(again);
+		SSL_CTX_free(sctx);
+		SSL_CTX_free(cctx);
+	}
+	X509_free(cert);
+}
+
+/*
+ * A resumed upstream session is judged on now's trust store, not on the
+ * verification stored with it: here the root it chained to is no longer
+ * trusted when the session is resumed.
+ */
+static void
+test_resumed_session_judged_again(void **state)
+{
+	struct conf_tls_profile p = profile(CERTFAIL_UNTRUSTED_SIGN);
+	X509 *cert = make_server(pki.root, pki.rootkey, pki.srvkey, "mx.ext.test",
+	    "DNS:mx.ext.test", -60, 86400);
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *trusting = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *distrusting = SSL_CTX_new(TLS_client_method());
+	SSL *cli, *srv;
+	struct tls_verdict v;
+
+	(void)state;
+	SSL_CTX_use_certificate(sctx, cert);
+	SSL_CTX_use_PrivateKey(sctx, pki.srvkey);
+	SSL_CTX_set_session_id_context(sctx, (const unsigned char *)"smtpgw", 6);
+	SSL_CTX_load_verify_locations(trusting, pki.rootfile, NULL);
+	SSL_CTX_set_verify(trusting, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(distrusting, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(trusting, SSL_SESS_CACHE_CLIENT);
+
+	assert_true(handshake_pair(sctx, trusting, NULL, NULL, &cli, &srv));
+	tls_judge(&p, cli, "mx.ext.test", &v);
+	assert_true(v.ok);
+	SSL_SESSION *sess = SSL_get1_session(cli);
+	free_pair(cli, srv);
+
+	assert_true(handshake_pair(sctx, distrusting, NULL, sess, &cli, &srv));
+	assert_true(SSL_session_reused(cli));
+	assert_int_equal(SSL_get_verify_result(cli), X509_V_OK); /* what the session remembers */
+	tls_judge(&p, cli, "mx.ext.test", &v);
+	assert_false(v.ok);
+	assert_int_equal(v.cls, CF_UNTRUSTED_ISSUER);
+	/* and the name is still checked on the session's certificate */
+	free_pair(cli, srv);
+	assert_true(handshake_pair(sctx, trusting, NULL, sess, &cli, &srv));
+	assert_true(SSL_session_reused(cli));
+	tls_judge(&p, cli, "other.ext.test", &v);
+	assert_int_equal(v.cls, CF_NAME_MISMATCH);
+	tls_judge(&p, cli, "mx.ext.test", &v);
+	assert_true(v.ok);
+	free_pair(cli, srv);
+
+	SSL_SESSION_free(sess);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(trusting);
+	SSL_CTX_free(distrusting);
+	X509_free(cert);
+}
+
+/* The upstream cache: keyed by destination, dropped when the certificate changes. */
+static void
+test_resume_cache(void **state)
+{
+	X509 *c1 = make_server(pki.root, pki.rootkey, pki.srvkey, "mx.ext.test", "DNS:mx.ext.test",
+	    -60, 86400);
+	X509 *c2 = make_server(pki.root, pki.rootkey, pki.srvkey, "mx.ext.test", "DNS:mx.ext.test",
+	    -120, 86400);
+	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL *cli, *srv;
+
+	(void)state;
+	SSL_CTX_use_certificate(sctx, c1);
+	SSL_CTX_use_PrivateKey(sctx, pki.srvkey);
+	SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
+	assert_true(handshake_pair(sctx, cctx, NULL, NULL, &cli, &srv));
+	tls_resume_put("198.51.100.25:25/mx.ext.test/0", SSL_get1_session(cli));
+	free_pair(cli, srv);
+
+	assert_null(tls_resume_get("198.51.100.25:25//0"));
+	SSL_SESSION *s = tls_resume_get("198.51.100.25:25/mx.ext.test/0");
+	assert_non_null(s);
+	SSL_SESSION_free(s);
+	/* the same certificate in a full handshake: kept */
+	assert_false(tls_resume_check("198.51.100.25:25/mx.ext.test/0", c1));
+	assert_false(tls_resume_check("nothing cached", c2));
+	/* another certificate: gone */
+	assert_true(tls_resume_check("198.51.100.25:25/mx.ext.test/0", c2));
+	assert_null(tls_resume_get("198.51.100.25:25/mx.ext.test/0"));
+
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	X509_free(c1);
+	X509_free(c2);
+}
+
 /* ------------------------------------------------------------- parsers */
 
 static void
@@ -409,6 +747,13 @@ main(void)
 		cmocka_unit_test(test_forge_copies_names_and_sets_extensions),
 		cmocka_unit_test(test_forge_rsa_leaf_key_usage),
 		cmocka_unit_test_setup_teardown(test_judge_classes_and_actions, setup_pki, teardown_pki),
+		cmocka_unit_test_setup_teardown(test_name_rules, setup_pki, teardown_pki),
+		cmocka_unit_test(test_binding_context),
+		cmocka_unit_test_setup_teardown(test_resumption_needs_the_binding, setup_pki,
+		    teardown_pki),
+		cmocka_unit_test_setup_teardown(test_resumed_session_judged_again, setup_pki,
+		    teardown_pki),
+		cmocka_unit_test_setup_teardown(test_resume_cache, setup_pki, teardown_pki),
 		cmocka_unit_test(test_parse_sni),
 		cmocka_unit_test(test_parse_alpn),
 	};
