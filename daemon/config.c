@@ -107,6 +107,17 @@ config_defaults(struct config *c)
 	c->smtp.t_server_data_init = 120;
 	c->smtp.t_server_data_block = 180;
 	c->smtp.t_server_data_end = 600;
+	/*
+	 * A verdict within 2 minutes: well inside the 10 minutes a client
+	 * waits for its end-of-data reply (RFC 5321 4.5.3.2.6) and the 5 a
+	 * destination waits for more data.
+	 */
+	c->smtp.t_inspect = 120;
+	c->smtp.on_inspect_timeout = INSPECT_TIMEOUT_TEMPFAIL;
+	c->smtp.hold = HOLD_WHEN_NEEDED;
+	c->smtp.hold_memory = 256 * 1024;
+	c->smtp.dkim_protect = DKIM_PROTECT_DENY;
+	snprintf(c->spool_dir, sizeof(c->spool_dir), "/var/spool/smtpgw");
 	snprintf(c->tls_dir, sizeof(c->tls_dir), "/etc/smtpgw/tls");
 	snprintf(c->trust_store, sizeof(c->trust_store), "/etc/ssl/certs/ca-certificates.crt");
 	c->cert_cache_size = 1000;
@@ -389,6 +400,7 @@ static const struct {
 	{ "timeout-server-data-init", offsetof(struct smtp_limits, t_server_data_init) },
 	{ "timeout-server-data-block", offsetof(struct smtp_limits, t_server_data_block) },
 	{ "timeout-server-data-end", offsetof(struct smtp_limits, t_server_data_end) },
+	{ "inspect-timeout", offsetof(struct smtp_limits, t_inspect) },
 };
 
 static const struct {
@@ -440,6 +452,36 @@ smtp_kv(struct parser *p, struct smtp_limits *l, const char *k, char *v, bool *h
 			l->bare_newline_normalize = true;
 		else
 			return perr(p, p->line, "bare-newline: expected reject or normalize, got \"%s\"", v);
+	} else if (!strcmp(k, "inspect-timeout-action")) {
+		if (!strcmp(v, "tempfail"))
+			l->on_inspect_timeout = INSPECT_TIMEOUT_TEMPFAIL;
+		else if (!strcmp(v, "deny"))
+			l->on_inspect_timeout = INSPECT_TIMEOUT_DENY;
+		else if (!strcmp(v, "allow"))
+			l->on_inspect_timeout = INSPECT_TIMEOUT_ALLOW;
+		else
+			return perr(p, p->line,
+			    "inspect-timeout-action: expected tempfail, deny or allow, got \"%s\"", v);
+	} else if (!strcmp(k, "hold")) {
+		if (!strcmp(v, "when-needed"))
+			l->hold = HOLD_WHEN_NEEDED;
+		else if (!strcmp(v, "always"))
+			l->hold = HOLD_ALWAYS;
+		else
+			return perr(p, p->line, "hold: expected when-needed or always, got \"%s\"", v);
+	} else if (!strcmp(k, "hold-memory")) {
+		/* 4 KiB .. 1 GiB per held message; the rest goes to spool-dir */
+		if (parse_uint(p, k, v, 4096, 1073741824ul, &n) < 0)
+			return -1;
+		l->hold_memory = n;
+	} else if (!strcmp(k, "dkim-protect")) {
+		if (!strcmp(v, "deny"))
+			l->dkim_protect = DKIM_PROTECT_DENY;
+		else if (!strcmp(v, "change-anyway"))
+			l->dkim_protect = DKIM_PROTECT_CHANGE;
+		else
+			return perr(p, p->line, "dkim-protect: expected deny or change-anyway, got \"%s\"",
+			    v);
 	} else {
 		*handled = false;
 	}
@@ -529,6 +571,10 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX)
 			return perr(p, p->line, "%s: expected an absolute path", k);
 		snprintf(dst, CONF_PATH_MAX, "%s", v);
+	} else if (!strcmp(k, "spool-dir")) {
+		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX)
+			return perr(p, p->line, "%s: expected an absolute path", k);
+		snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", v);
 	} else if (!strcmp(k, "cert-cache-size")) {
 		if (parse_uint(p, k, v, 1, 100000, &n) < 0)
 			return -1;
@@ -1273,6 +1319,13 @@ dump_limits(FILE *f, const struct smtp_limits *l)
 	fprintf(f, "max-recipients = %u\n", l->max_recipients);
 	fprintf(f, "max-line-length = %u\n", l->max_line_length);
 	fprintf(f, "bare-newline = %s\n", l->bare_newline_normalize ? "normalize" : "reject");
+	fprintf(f, "inspect-timeout-action = %s\n",
+	    l->on_inspect_timeout == INSPECT_TIMEOUT_DENY ? "deny" :
+	    l->on_inspect_timeout == INSPECT_TIMEOUT_ALLOW ? "allow" : "tempfail");
+	fprintf(f, "hold = %s\n", l->hold == HOLD_ALWAYS ? "always" : "when-needed");
+	fprintf(f, "hold-memory = %llu\n", (unsigned long long)l->hold_memory);
+	fprintf(f, "dkim-protect = %s\n",
+	    l->dkim_protect == DKIM_PROTECT_CHANGE ? "change-anyway" : "deny");
 	for (size_t i = 0; i < ARRAY_SIZE(smtp_bools); i++)
 		fprintf(f, "%s = %s\n", smtp_bools[i].key,
 		    *(const bool *)(const void *)((const char *)l + smtp_bools[i].off) ? "yes" : "no");
@@ -1333,6 +1386,7 @@ config_dump(const struct config *c, FILE *f)
 		    c->n_blocked_exceptions);
 	else
 		fprintf(f, "blocked-sites-exceptions = none\n");
+	fprintf(f, "spool-dir = %s\n", c->spool_dir);
 	dump_limits(f, &c->smtp);
 
 	for (int i = 0; i < c->n_zones; i++) {

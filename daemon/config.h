@@ -10,8 +10,8 @@
  *                         classifier-user, signer-rate-limit, spoof-source,
  *                         connect-timeout, max-sessions,
  *                         max-sessions-per-client, log, blocked-sites-*,
- *                         and the SMTP limits and timeouts (struct
- *                         smtp_limits)
+ *                         spool-dir, and the SMTP limits, timeouts and
+ *                         inspection settings (struct smtp_limits)
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
@@ -107,6 +107,25 @@ struct conf_policy {
  * client-* is how long we wait for the client, server-* for the real
  * destination, per RFC 5321 4.5.3.2.
  */
+/* What happens when a verdict does not come within inspect-timeout. */
+enum inspect_timeout_action {
+	INSPECT_TIMEOUT_TEMPFAIL, /* 451 4.7.1: the sender keeps the message and retries */
+	INSPECT_TIMEOUT_DENY,     /* 554 5.7.1 */
+	INSPECT_TIMEOUT_ALLOW,    /* delivered uninspected (logged) */
+};
+
+/* When a message is held until its verdict (instead of streaming upstream). */
+enum hold_mode {
+	HOLD_WHEN_NEEDED, /* when a rule may change it (the inspector says so) */
+	HOLD_ALWAYS,      /* every message: nothing reaches the destination before its verdict */
+};
+
+/* A change that would break a DKIM signature of the message. */
+enum dkim_protect {
+	DKIM_PROTECT_DENY,   /* refuse the message instead of changing it */
+	DKIM_PROTECT_CHANGE, /* change it anyway (logged) */
+};
+
 struct smtp_limits {
 	uint64_t max_message_size;   /* octets as delivered */
 	unsigned max_recipients;
@@ -116,6 +135,12 @@ struct smtp_limits {
 	unsigned t_client_command, t_client_data;
 	unsigned t_server_greeting, t_server_command, t_server_data_init;
 	unsigned t_server_data_block, t_server_data_end;
+	/* content inspection (inspect.h) */
+	unsigned t_inspect;          /* inspect-timeout: seconds a verdict may take */
+	enum inspect_timeout_action on_inspect_timeout; /* inspect-timeout-action */
+	enum hold_mode hold;         /* hold */
+	uint64_t hold_memory;        /* hold-memory: octets of a held message kept in memory */
+	enum dkim_protect dkim_protect; /* dkim-protect */
 };
 
 enum tls_action {
@@ -245,6 +270,8 @@ struct config {
 	unsigned blocked_rate;
 	int n_blocked_exceptions;
 	struct prefix blocked_exceptions[CONF_MAX_BLOCK_EXCEPTIONS];
+	/* held messages beyond hold-memory: unlinked files here (hold.h) */
+	char spool_dir[CONF_PATH_MAX];
 	/* non-fatal findings of the last parse: "file:line: warning: ..." */
 	int n_warnings;
 	char warnings[CONF_MAX_WARNINGS][256];

@@ -21,6 +21,13 @@ static struct session *sessions;      /* live sessions */
 static struct session *dead_sessions; /* closed, freed by session_reap() */
 static unsigned n_sessions;
 
+/* Server legs replaced by a reconnection, freed by session_reap() (after the event batch). */
+struct retired_io {
+	struct io *io;
+	struct retired_io *next;
+};
+static struct retired_io *retired;
+
 static void client_cb(struct io *io, enum io_event ev, void *arg);
 static void server_cb(struct io *io, enum io_event ev, void *arg);
 static void session_finish(struct session *s, const char *reason);
@@ -45,10 +52,13 @@ ops_splice(void *owner)
 	session_splice(owner);
 }
 
+static struct io *ops_reconnect(void *owner, const char **why);
+
 static const struct smtp_ops session_ops = {
 	.close = ops_close,
 	.finish = ops_finish,
 	.splice = ops_splice,
+	.reconnect = ops_reconnect,
 };
 
 static void
@@ -124,7 +134,7 @@ new_engine(struct session *s, const struct inspector *insp)
 static int
 upstream_socket(const struct session *s, const char **why)
 {
-	int family = s->client.local.sa.sa_family;
+	int family = s->server.peer.sa.sa_family;
 	int fd, one = 1;
 
 	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -157,6 +167,47 @@ upstream_socket(const struct session *s, const char **why)
 		}
 	}
 	return fd;
+}
+
+/*
+ * The engine closed the server leg to discard a message and wants a new
+ * one: the same destination, the same source-address rules.  The old io
+ * is freed after this event batch (it may be the one whose callback is
+ * running).
+ */
+static struct io *
+ops_reconnect(void *owner, const char **why)
+{
+	struct session *s = owner;
+	struct retired_io *r;
+	int fd;
+
+	if (s->dead || (s->server.peer.sa.sa_family != AF_INET &&
+	    s->server.peer.sa.sa_family != AF_INET6)) {
+		*why = "no destination address";
+		return NULL;
+	}
+	fd = upstream_socket(s, why);
+	if (fd < 0)
+		return NULL;
+	if (s->server.io) {
+		io_close(s->server.io);
+		s->server_bytes += io_rbytes(s->server.io);
+		r = xcalloc(1, sizeof(*r));
+		r->io = s->server.io;
+		r->next = retired;
+		retired = r;
+	}
+	s->server.io = io_new(fd, LEG_IN_MAX, LEG_OUT_MAX, server_cb, &s->server);
+	io_set_lowat(s->server.io, LEG_OUT_LOWAT);
+	io_set_timeout(s->server.io, s->conf->connect_timeout * 1000u);
+	s->reconnects++;
+	if (io_connect(s->server.io, &s->server.peer) < 0) {
+		*why = io_error(s->server.io) ? io_error(s->server.io) : "connect failed";
+		io_close(s->server.io);
+		return NULL;
+	}
+	return s->server.io;
 }
 
 struct session *
@@ -250,6 +301,9 @@ session_attach(int cfd, int sfd, const struct config *conf, const struct inspect
 	s->server.name = "server";
 	len = sizeof(s->client.peer);
 	(void)getpeername(cfd, &s->client.peer.sa, &len);
+	/* A TCP destination (tests) can be reconnected to; a socket pair cannot. */
+	len = sizeof(s->server.peer);
+	(void)getpeername(sfd, &s->server.peer.sa, &len);
 	s->next = sessions;
 	if (sessions)
 		sessions->prev = s;
@@ -301,10 +355,12 @@ session_close(struct session *s, const char *reason)
 	io_close_leg(&s->client);
 	io_close_leg(&s->server);
 	log_sid(LOG_LVL_INFO, s->id,
-	    "session end reason=%s duration_ms=%llu client_bytes=%llu server_bytes=%llu", reason,
+	    "session end reason=%s duration_ms=%llu client_bytes=%llu server_bytes=%llu "
+	    "reconnects=%u", reason,
 	    (unsigned long long)(now_ms() - s->start_ms),
 	    (unsigned long long)(s->client.io ? io_rbytes(s->client.io) : 0),
-	    (unsigned long long)(s->server.io ? io_rbytes(s->server.io) : 0));
+	    (unsigned long long)(s->server_bytes + (s->server.io ? io_rbytes(s->server.io) : 0)),
+	    s->reconnects);
 
 	if (s->prev)
 		s->prev->next = s->next;
@@ -321,6 +377,13 @@ session_close(struct session *s, const char *reason)
 void
 session_reap(void)
 {
+	while (retired) {
+		struct retired_io *r = retired;
+
+		retired = r->next;
+		io_free(r->io);
+		free(r);
+	}
 	while (dead_sessions) {
 		struct session *s = dead_sessions;
 

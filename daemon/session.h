@@ -11,8 +11,10 @@
  * re-framed SMTP to the other leg.  No byte is relayed unparsed, except
  * after the engine asks for a splice (TLS action "allow": TLS we do not
  * terminate).  The engine knows the session only through struct
- * smtp_ops (close, finish, splice); the session owns the legs' sockets
- * and the engine's life.
+ * smtp_ops (close, finish, splice, reconnect); the session owns the legs'
+ * sockets and the engine's life.  A reconnect replaces the server leg
+ * (same destination, same source-address rules) after the engine closed
+ * it to discard a message.
  *
  * Sessions are freed only from the event loop's idle hook (session_reap),
  * so closing a session from inside any io callback is safe.
@@ -70,6 +72,8 @@ struct session {
 	const char *end_reason;
 	struct smtp_engine *eng; /* the SMTP engine; owned, freed by session_reap() */
 	bool implicit_tls;       /* port 465: TLS from the first byte on both legs */
+	unsigned reconnects;     /* server legs replaced (smtp_ops.reconnect) */
+	uint64_t server_bytes;   /* octets read on replaced server legs */
 };
 
 /*

@@ -326,6 +326,10 @@ cmd_mail(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "501 5.5.4 Too many parameters");
 		return;
 	}
+	if (up_mail_refusal(e)) {
+		cmd_refuse(e, cmd, up_mail_refusal(e));
+		return;
+	}
 	if (address_refused(e, cmd, 0))
 		return;
 	char rw[SMTP_PATH_MAX + 1];
@@ -407,7 +411,7 @@ cmd_data(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "503 5.5.1 Error: DATA after BDAT in one transaction");
 		return;
 	}
-	reply_forward(e, PK_DATA, PF_GROUP_END, e->lim->t_server_data_init, "DATA");
+	msg_data_cmd(e);
 }
 
 static void
@@ -588,10 +592,16 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 	if ((e->tflags & (TF_BDAT | TF_BDAT_CONVERT | TF_BDAT_FAILED)) ==
 	    (TF_BDAT | TF_BDAT_CONVERT) && !(e->flags & EF_UP_DEAD) && cmd.verb != SMTP_BDAT) {
 		if (cmd.verb == SMTP_RSET || cmd.verb == SMTP_QUIT) {
+			/* After RSET the session goes on: a new upstream (smtp_upstream.c). */
+			if (cmd.verb == SMTP_RSET)
+				e->flags |= EF_RELINK;
 			reply_upstream_abort(e, "message abandoned between BDAT chunks");
 			msg_txn_reset(e);
 			reply_local(e, 0, cmd.verb == SMTP_QUIT ? R_BYE : R_OK);
-			smtp_enter(e, cmd.verb == SMTP_QUIT ? SP_CLOSING : SP_NOUP);
+			if (cmd.verb == SMTP_QUIT)
+				smtp_enter(e, SP_CLOSING);
+			else
+				up_relink(e);
 			return;
 		}
 		cmd_refuse(e, &cmd, "503 5.5.1 Error: only BDAT, RSET or QUIT may follow BDAT");

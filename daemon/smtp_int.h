@@ -9,8 +9,8 @@
  * mail transaction.  A pending reply's state is one enum (pend_state).
  *
  * Function prefixes name their file: smtp_ (smtp_proxy.c), cmd_
- * (smtp_cmd.c), reply_ (smtp_reply.c), msg_ (smtp_msg.c), tlsi_
- * (tls_intercept.c).
+ * (smtp_cmd.c), reply_ (smtp_reply.c), msg_ (smtp_msg.c), up_
+ * (smtp_upstream.c), tlsi_ (tls_intercept.c).
  */
 #ifndef SMTPGW_SMTP_INT_H
 #define SMTPGW_SMTP_INT_H
@@ -20,7 +20,9 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "dkimsig.h"
 #include "ev.h"
+#include "hold.h"
 #include "inspect.h"
 #include "io.h"
 #include "log.h"
@@ -51,6 +53,7 @@
 #define R_TIMEOUT "421 4.4.2 Error: timeout exceeded, closing connection"
 #define R_PIPELINING "421 4.5.0 Error: protocol violation (improper command pipelining), " \
 	"closing connection"
+#define R_NO_RCPT "554 5.5.1 Error: no valid recipients"
 
 /* What the engine is doing with the client's input. */
 enum smtp_phase {
@@ -62,6 +65,15 @@ enum smtp_phase {
 	SP_NOUP,     /* the upstream is gone: 421 to whatever comes */
 	SP_TLS_WAIT, /* STARTTLS: handshakes in progress, no client input */
 	SP_CLOSING,  /* flushing the last replies, then close */
+	/*
+	 * The message is in: its verdict, the DKIM check and, for a held
+	 * message, its release upstream (smtp_msg.c).  The client's next
+	 * commands wait in its input buffer: nothing may reach the
+	 * destination before the end of this message.
+	 */
+	SP_VERDICT,
+	/* A new upstream connection replaces one closed to discard a message (smtp_upstream.c). */
+	SP_RELINK,
 };
 
 /* Session flags (e->flags): what each leg has said and done. */
@@ -78,6 +90,9 @@ enum smtp_phase {
 #define EF_HELLO_SEEN 0x0400u   /* the client's ClientHello arrived */
 #define EF_STOPPED 0x0800u      /* the session closed: deliver nothing more */
 /* The legs' TLS on their own (tls_intercept.c). */
+#define EF_RELINK 0x1000u       /* the upstream was closed to discard a message: reconnect */
+#define EF_UP_CHANGED 0x2000u   /* the reconnected upstream offers less than the client saw */
+/* The legs' TLS on their own (tls_intercept.c). */
 #define EF_UP_OWN 0x10000u      /* the engine's own STARTTLS on the recipient leg is running */
 #define EF_UP_TRIED 0x20000u    /* ... was tried (done or refused): never again */
 #define EF_CLIENT_ONLY 0x40000u /* client TLS without upstream TLS (allow-cleartext-relay) */
@@ -93,6 +108,12 @@ enum smtp_phase {
 #define TF_BDAT_CONVERT 0x0040u /* upstream lacks CHUNKING: BDAT becomes DATA */
 #define TF_CHUNK_LAST 0x0080u   /* the chunk being read is the LAST one */
 #define TF_RESET_KEEP (TF_BDAT_CONVERT | TF_CHUNK_LAST)
+/* Content inspection (smtp_msg.c). */
+#define TF_HELD 0x0100u         /* the message is held until its verdict (hold.h) */
+#define TF_VERDICT 0x0200u      /* the end of data waits: verdict, DKIM check, release */
+#define TF_INSP_BUSY 0x0400u    /* the inspector asked for a pause: the client waits */
+#define TF_INSP_FAILED 0x0800u  /* the inspector timed out before the end */
+#define TF_RELEASING 0x1000u    /* the held copy is streaming upstream */
 
 /* A pending reply's state. */
 enum pend_state {
@@ -120,6 +141,8 @@ enum pend_kind {
 	PK_AUTH,
 	PK_QUIT,
 	PK_LOCAL,      /* answered by smtpgw itself */
+	PK_HOLD_START, /* NOOP sent in place of DATA/BDAT for a held message (smtp_msg.c) */
+	PK_HOLD_DATA,  /* DATA sent after the verdict of a held message (smtp_msg.c) */
 };
 
 #define PF_GROUP_END 0x1u /* the client may send nothing until this reply */
@@ -150,6 +173,21 @@ struct smtp_txn {
 	uint64_t chunk_size;
 	struct pend *chunk_pend; /* the entry answering the chunk being read */
 	struct buf conv;         /* conversion to DATA: a partial line */
+	/* inspection: the verdict and what follows it (smtp_msg.c) */
+	struct inspect_hooks hooks; /* handed to the inspector; ctx is the engine */
+	struct ev_timer itimer;     /* bounds every wait for the inspector (inspect-timeout) */
+	uint64_t verdict_ms;        /* when the verdict was asked */
+	struct pend *verdict_pend;  /* the client's end-of-data entry, while TF_VERDICT */
+	const char *enddata;        /* what ends the message upstream ("." or "BDAT 0 LAST") */
+	struct inspect_result res;  /* the verdict being applied (its edits) */
+	/* a held message */
+	struct hold hold;
+	struct hold_cursor cur;     /* its release upstream */
+	bool cur_bol;               /* the release is at a line start (dot-stuffing) */
+	struct dkimsig *dkim;       /* the DKIM check of its edits */
+	int dkim_pass;              /* 0: the original, 1: the changed copy */
+	struct ev_timer work;       /* the DKIM check runs in slices between events */
+	struct ev_timer keepalive;  /* NOOPs to an upstream idle while we hold */
 };
 
 struct smtp_engine {
@@ -195,6 +233,14 @@ struct smtp_engine {
 	/* a forged leaf asked of the signer (the client's handshake waits, paused) */
 	struct certcache_req *cert_req;
 	struct tls_verdict verdict; /* the upstream's, for the leaf and the binding */
+
+	/* a reconnection in progress (smtp_upstream.c) */
+	struct {
+		int step;
+		bool tls;          /* the first upstream leg had TLS: so must this one */
+		uint64_t start_ms;
+		struct caps caps;
+	} relink;
 };
 
 /* Answered, with a reply or with nothing: may leave the FIFO. */
@@ -244,7 +290,21 @@ void cmd_refuse(struct smtp_engine *e, const struct smtp_cmd *cmd, const char *r
 
 /* smtp_msg.c */
 void msg_init(struct smtp_engine *e);
+/* The session is closing: the inspection is cancelled, no timer of the message runs on. */
+void msg_stop(struct smtp_engine *e);
 void msg_free(struct smtp_engine *e);
+/* The DATA command: the inspection begins (it decides whether the message is held). */
+void msg_data_cmd(struct smtp_engine *e);
+/* The client must not be timed out: smtpgw is the one waiting (the inspector). */
+bool msg_client_waits(const struct smtp_engine *e);
+/* The upstream is receiving a held message: its timer runs, IO_LOWAT goes to msg_release(). */
+bool msg_upstream_busy(const struct smtp_engine *e);
+void msg_release(struct smtp_engine *e);
+/* Reply handlers (reply_table) for PK_HOLD_START and PK_HOLD_DATA. */
+bool msg_on_hold_start(struct smtp_engine *e, struct pend *p, int code);
+bool msg_on_hold_data(struct smtp_engine *e, struct pend *p, int code);
+/* The inspection is cancelled (the transaction or the upstream is gone). */
+void msg_inspect_cancel(struct smtp_engine *e);
 void msg_txn_reset(struct smtp_engine *e);
 void msg_data_start(struct smtp_engine *e);
 void msg_data_input(struct smtp_engine *e);
@@ -254,7 +314,17 @@ void msg_bdat_input(struct smtp_engine *e);
 void msg_log_result(struct smtp_engine *e, const char *result, const char *note,
     const char *reply);
 
+/* smtp_upstream.c */
+/* The upstream was closed to discard a message: replace it, or go to SP_NOUP. */
+void up_relink(struct smtp_engine *e);
+/* The new upstream's events while SP_RELINK. */
+void up_event(struct smtp_engine *e, enum io_event ev);
+/* Why MAIL must wait (a reconnected upstream offers less than the client saw), or NULL. */
+const char *up_mail_refusal(const struct smtp_engine *e);
+
 /* tls_intercept.c */
+/* Start the upstream TLS handshake (SNI sni, or none). */
+void tlsi_upstream_begin(struct smtp_engine *e);
 bool tlsi_offered(const struct smtp_engine *e);
 void tlsi_starttls(struct smtp_engine *e, struct smtp_cmd *cmd);
 /* The upstream answered our STARTTLS; false when the engine must stop handling this reply. */

@@ -23,6 +23,8 @@ static const char *const phase_names[] = {
 	[SP_NOUP] = "no-upstream",
 	[SP_TLS_WAIT] = "tls-wait",
 	[SP_CLOSING] = "closing",
+	[SP_VERDICT] = "verdict",
+	[SP_RELINK] = "relink",
 };
 
 const char *
@@ -104,6 +106,8 @@ smtp_process_client(struct smtp_engine *e)
 		case SP_GREETING:
 			return; /* kept in the buffer: checked when the greeting is out */
 		case SP_TLS_WAIT:
+		case SP_VERDICT: /* the client's next commands wait for the message's end */
+		case SP_RELINK:  /* ... or for the new upstream */
 			return;
 		case SP_CLOSING:
 			buf_reset(io_in(e->cio));
@@ -169,11 +173,17 @@ smtp_client_timer(struct smtp_engine *e)
 		break;
 	case SP_DATA:
 	case SP_BDAT:
-		ev_timer_arm(&e->ctimer, lim->t_client_data * 1000ull, client_timeout);
+		/* Paused for the inspector: smtpgw is the one waiting (bounded by inspect-timeout). */
+		if (msg_client_waits(e))
+			ev_timer_cancel(&e->ctimer);
+		else
+			ev_timer_arm(&e->ctimer, lim->t_client_data * 1000ull, client_timeout);
 		break;
 	case SP_GREETING:
 	case SP_CLOSING:
 	case SP_TLS_WAIT:
+	case SP_VERDICT: /* bounded by inspect-timeout and the upstream's timers */
+	case SP_RELINK:  /* bounded by connect-timeout and the upstream's timers */
 		ev_timer_cancel(&e->ctimer);
 		break;
 	}
@@ -208,7 +218,9 @@ smtp_new(const struct smtp_setup *setup)
 bool
 smtp_timer_armed(const struct smtp_engine *e)
 {
-	return ev_timer_armed(&e->ctimer);
+	/* the client's; the inspector's wait; the DKIM slices; the held upstream's keepalive */
+	return ev_timer_armed(&e->ctimer) || ev_timer_armed(&e->txn.itimer) ||
+	    ev_timer_armed(&e->txn.work) || ev_timer_armed(&e->txn.keepalive);
 }
 
 void
@@ -223,6 +235,7 @@ smtp_stop(struct smtp_engine *e)
 		certcache_cancel(e->cert_req);
 		e->cert_req = NULL;
 	}
+	msg_stop(e);
 }
 
 void
@@ -319,13 +332,19 @@ smtp_server_event(struct smtp_engine *e, enum io_event ev)
 {
 	if (smtp_stopped(e))
 		return;
+	if (e->phase == SP_RELINK) {
+		up_event(e, ev);
+		return;
+	}
 	switch (ev) {
 	case IO_DATAIN:
 		reply_input(e);
 		break;
 	case IO_LOWAT:
-		/* The upstream drained: the client may send more message data. */
-		if (e->phase == SP_DATA || e->phase == SP_BDAT) {
+		/* The upstream drained: a held message goes on, or the client may send more. */
+		if (msg_upstream_busy(e)) {
+			msg_release(e);
+		} else if (e->phase == SP_DATA || e->phase == SP_BDAT) {
 			io_resume(e->cio);
 			smtp_process_client(e);
 		}

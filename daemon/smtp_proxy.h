@@ -24,6 +24,9 @@
  *    inspection verdict, and never for incomplete or refused data
  *    (smtp_msg.c, msg_end);
  *  - the client's end of data is answered with the upstream's own reply;
+ *  - a held message (inspect.h) reaches the destination only after its
+ *    verdict, with its edits; nothing of a denied one ever does, and the
+ *    session goes on (smtp_msg.c, smtp_upstream.c);
  *  - bytes after a group-ending command, before its reply, are a protocol
  *    error: never executed (smtp_cmd.c);
  *  - after either leg's STARTTLS, no byte read before the handshake is
@@ -53,6 +56,13 @@ struct smtp_ops {
 	void (*finish)(void *owner, const char *reason);
 	/* TLS action "allow": relay raw bytes between the legs from now on. */
 	void (*splice)(void *owner);
+	/*
+	 * A new connection to the same destination, from the same source
+	 * address rules, in place of the server leg (already closed by the
+	 * engine): its io, connecting -- IO_CONNECTED or a failure follows
+	 * through smtp_server_event() -- or NULL and *why.
+	 */
+	struct io *(*reconnect)(void *owner, const char **why);
 };
 
 /* Everything the engine is told about its session when it is created. */

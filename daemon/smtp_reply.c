@@ -114,6 +114,8 @@ drop_after(struct smtp_engine *e, struct pend *prev)
 
 		if (e->txn.chunk_pend == p)
 			e->txn.chunk_pend = NULL;
+		if (e->txn.verdict_pend == p)
+			e->txn.verdict_pend = NULL;
 		if (e->tls_pend == p)
 			e->tls_pend = NULL;
 		pend_free(p);
@@ -144,6 +146,8 @@ reply_flush(struct smtp_engine *e)
 		/* Answered before its chunk was all in (an early refusal): no carrier left. */
 		if (e->txn.chunk_pend == p)
 			e->txn.chunk_pend = NULL;
+		if (e->txn.verdict_pend == p)
+			e->txn.verdict_pend = NULL;
 		/* An entry still owed an upstream reply is never sent (nor freed). */
 		FATAL_IF(p == e->await);
 		e->head = p->next;
@@ -184,7 +188,7 @@ void
 reply_server_timer(struct smtp_engine *e)
 {
 	if (e->await == NULL && e->phase != SP_DATA && e->phase != SP_BDAT &&
-	    !(e->sio && io_in_handshake(e->sio)))
+	    !(e->sio && io_in_handshake(e->sio)) && !msg_upstream_busy(e))
 		reply_server_timeout(e, 0);
 }
 
@@ -527,6 +531,8 @@ static const reply_fn reply_table[] = {
 	[PK_AUTH] = on_auth,
 	[PK_QUIT] = NULL,
 	[PK_LOCAL] = NULL,
+	[PK_HOLD_START] = msg_on_hold_start,
+	[PK_HOLD_DATA] = msg_on_hold_data,
 };
 
 static void
@@ -668,11 +674,9 @@ reply_upstream_lost(struct smtp_engine *e, const char *why)
 	    smtp_phase_name(e->phase), e->npend);
 	e->flags |= EF_UP_DEAD;
 	io_close(e->sio);
-	if ((e->tflags & TF_INSPECTING) && e->phase != SP_DATA && e->phase != SP_BDAT) {
-		e->insp->abort(e->txn.itxn);
-		e->tflags &= ~TF_INSPECTING;
-		e->txn.itxn = NULL;
-	}
+	/* Between messages, or at one's end: the transaction is over (its owed end answered). */
+	if (e->phase != SP_DATA && e->phase != SP_BDAT)
+		msg_txn_reset(e);
 	if (e->phase == SP_DATA || e->phase == SP_BDAT) {
 		/* The client is sending a message: let it finish, then answer 451. */
 		resolve_waiting(e, R_UP_LOST);

@@ -130,8 +130,8 @@ new_session_cb(SSL *ssl, SSL_SESSION *sess)
  * the certificate is judged against: the client's SNI, else the profile's
  * fixed name (on-no-reference-name = name:HOST), else none.
  */
-static void
-upstream_begin(struct smtp_engine *e)
+void
+tlsi_upstream_begin(struct smtp_engine *e)
 {
 	const struct conf_tls_profile *prof = profile_of(e);
 	SSL *ssl = SSL_new(tls_global->client_ctx[smtp_profile(e)]);
@@ -654,7 +654,7 @@ tlsi_own_starttls_reply(struct smtp_engine *e, struct pend *p, int code)
 	 */
 	reply_flush(e);
 	if (!smtp_stopped(e))
-		upstream_begin(e);
+		tlsi_upstream_begin(e);
 	return false;
 }
 
@@ -834,7 +834,7 @@ tlsi_client_hello(struct smtp_engine *e)
 	if (e->flags & EF_UP_TLS)
 		client_proceed(e); /* the recipient leg went TLS on its own earlier */
 	else if (e->sio && io_ssl(e->sio) == NULL && (e->flags & (EF_IMPLICIT_TLS | EF_GREETED)))
-		upstream_begin(e);
+		tlsi_upstream_begin(e);
 }
 
 /* The client's handshake completed: SMTP goes on inside TLS. */
@@ -861,7 +861,7 @@ void
 tlsi_upstream_connected(struct smtp_engine *e)
 {
 	if ((e->flags & EF_IMPLICIT_TLS) && (e->flags & EF_HELLO_SEEN))
-		upstream_begin(e);
+		tlsi_upstream_begin(e);
 }
 
 /*

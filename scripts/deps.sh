@@ -8,6 +8,7 @@
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
 libnetfilter-queue-dev libcmocka-dev libcap-dev libnftables-dev nftables iptables iproute2
 swaks openssl postfix python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
+libopendkim-dev
 busybox-static testssl.sh
 make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
 qemu-system-x86 ovmf openssh-client"

@@ -1,6 +1,8 @@
 /*
- * fuzz_session - the whole SMTP engine (session_attach over two socket
- * pairs), a fuzzed client against a strict model of the destination.
+ * fuzz_session - the whole SMTP engine (session_attach: a socket pair for
+ * the client, TCP on loopback for the destination, so the engine can
+ * reconnect after discarding a message), a fuzzed client against a strict
+ * model of the destination.
  *
  * Input:
  *   byte 0      configuration: bit 0 bare-newline normalize, bit 1
@@ -12,7 +14,10 @@
  *               5xx (0), 4xx (1) or success, 0xfc-0xff a fault (bare LF,
  *               garbage, 421 and close, close); the first picks the
  *               greeting, an EHLO takes two (class and capability bits),
- *               an AUTH step answers 334 on 7
+ *               an AUTH step answers 334 on 7; each inspection takes one
+ *               too (fi_begin: asynchronous verdict, held message, a
+ *               pause, an edit), and so does a reconnection's greeting
+ *               (554 on 0, else 220)
  *   the rest    what the client sends; 0xFE ends a write (the loop runs
  *               until idle before the next), 0xFF half-closes the client
  *               (neither byte occurs in UTF-8, so both are free to use)
@@ -24,17 +29,22 @@
  * besides memory errors and leaks:
  *  - the end of data (".", BDAT LAST) reaches the destination only when
  *    the inspector allows (with a denying inspector never), and only after
- *    exactly the octets the inspector saw;
+ *    exactly the octets the inspector saw (with its edit, when it made
+ *    one), whether the verdict came at once or later;
  *  - the client hears "queued as Q<k>" only for messages the destination
  *    accepted, each once, in order;
  *  - everything the client receives is canonical reply lines;
  *  - the session ends once both peers are gone.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -77,35 +87,33 @@ digest_add(struct digest *d, const char *p, size_t len)
 	d->n += len;
 }
 
-/* What the inspector saw of each message it allowed, oldest first. */
+/* What the inspector saw of each message it allowed (as edited), oldest first. */
 static struct {
-	struct digest cur;
+	struct digest cur, cur_edited;
 	struct digest allowed[64];
 	unsigned head, tail;
 } seen;
 
-static void *
-fi_begin(const struct inspector *in, const struct inspect_envelope *env)
-{
-	(void)in;
-	CHECK(env->mail_from != NULL && env->helo != NULL);
-	for (int i = 0; i < env->nrcpts; i++)
-		CHECK(env->rcpts[i] != NULL);
-	digest_init(&seen.cur);
-	return malloc(16); /* leaks unless end() or abort() runs */
-}
+/*
+ * Each transaction draws one byte from the decisions (0 when there are
+ * none left): bit 0 the verdict comes later (a 0 ms timer, as from a
+ * socket), bit 1 hold the message, bit 2 ask for a pause once in body(),
+ * bit 3 (held only) an edit: a header line inserted at the top.
+ */
+#define FI_EDIT "X-Fuzz: edited\r\n"
+
+struct fi_txn {
+	const struct inspect_hooks *hooks;
+	struct ev_timer verdict_timer, resume_timer;
+	bool async, busy, edit, busy_done;
+};
+
+static uint8_t insp_decide(void);
 
 static void
-fi_body(void *txn, const char *data, size_t len)
+fi_result(struct fi_txn *t, struct inspect_result *res)
 {
-	CHECK(txn != NULL);
-	digest_add(&seen.cur, data, len);
-}
-
-static void
-fi_end(void *txn, struct inspect_result *res)
-{
-	free(txn);
+	inspect_result_clear(res);
 	if (insp_mode == INSP_DENY) {
 		res->verdict = INSPECT_DENY;
 		snprintf(res->reply, sizeof(res->reply), "554 5.7.1 denied by fuzz");
@@ -114,15 +122,106 @@ fi_end(void *txn, struct inspect_result *res)
 		snprintf(res->reply, sizeof(res->reply), "250 not a tempfail\r\n");
 	} else {
 		res->verdict = INSPECT_ALLOW;
+		if (t->edit)
+			CHECK(inspect_result_edit(res, 0, 0, FI_EDIT, strlen(FI_EDIT)) == 0);
 		if (seen.tail - seen.head < 64)
-			seen.allowed[seen.tail++ % 64] = seen.cur;
+			seen.allowed[seen.tail++ % 64] = t->edit ? seen.cur_edited : seen.cur;
 	}
+}
+
+static void
+fi_free(struct fi_txn *t)
+{
+	ev_timer_cancel(&t->verdict_timer);
+	ev_timer_cancel(&t->resume_timer);
+	free(t);
+}
+
+static void *
+fi_begin(const struct inspector *in, const struct inspect_envelope *env,
+    const struct inspect_hooks *hooks, unsigned *flags)
+{
+	struct fi_txn *t = calloc(1, sizeof(*t));
+	uint8_t b = insp_decide();
+
+	(void)in;
+	CHECK(t != NULL);
+	CHECK(env->mail_from != NULL && env->helo != NULL);
+	for (int i = 0; i < env->nrcpts; i++)
+		CHECK(env->rcpts[i] != NULL);
+	t->hooks = hooks;
+	t->async = b & 1;
+	t->busy = b & 4;
+	if (b & 2) {
+		*flags |= INSPECT_F_HOLD;
+		t->edit = b & 8;
+	}
+	digest_init(&seen.cur);
+	digest_init(&seen.cur_edited);
+	if (t->edit)
+		digest_add(&seen.cur_edited, FI_EDIT, strlen(FI_EDIT));
+	return t; /* leaks unless end() or abort() runs */
+}
+
+static void
+fi_resume(struct ev_timer *tm)
+{
+	struct fi_txn *t = (struct fi_txn *)(void *)((char *)tm - offsetof(struct fi_txn,
+	    resume_timer));
+
+	t->hooks->resume(t->hooks->ctx);
+}
+
+static int
+fi_body(void *txn, const char *data, size_t len)
+{
+	struct fi_txn *t = txn;
+
+	CHECK(t != NULL && !ev_timer_armed(&t->verdict_timer));
+	digest_add(&seen.cur, data, len);
+	digest_add(&seen.cur_edited, data, len);
+	if (t->busy && !t->busy_done) {
+		t->busy_done = true;
+		ev_timer_arm(&t->resume_timer, 0, fi_resume);
+		return INSPECT_BUSY;
+	}
+	return INSPECT_OK;
+}
+
+static void
+fi_verdict(struct ev_timer *tm)
+{
+	struct fi_txn *t = (struct fi_txn *)(void *)((char *)tm - offsetof(struct fi_txn,
+	    verdict_timer));
+	const struct inspect_hooks *h = t->hooks;
+	struct inspect_result res;
+
+	memset(&res, 0, sizeof(res));
+	fi_result(t, &res);
+	fi_free(t);
+	h->verdict(h->ctx, &res);
+	inspect_result_clear(&res);
+}
+
+static int
+fi_end(void *txn, struct inspect_result *res)
+{
+	struct fi_txn *t = txn;
+
+	ev_timer_cancel(&t->resume_timer);
+	if (t->async) {
+		ev_timer_arm(&t->verdict_timer, 0, fi_verdict);
+		return INSPECT_PENDING;
+	}
+	fi_result(t, res);
+	fi_free(t);
+	return INSPECT_DONE;
 }
 
 static void
 fi_abort(void *txn)
 {
-	free(txn);
+	fi_free(txn);
 }
 
 static const struct inspector fuzz_insp = {
@@ -152,6 +251,13 @@ decide(void)
 {
 	/* without decisions left: success */
 	return m.idec < m.ndec ? m.dec[m.idec++] : 2;
+}
+
+static uint8_t
+insp_decide(void)
+{
+	/* without decisions left: synchronous, streamed */
+	return m.idec < m.ndec ? m.dec[m.idec++] : 0;
 }
 
 static void
@@ -464,30 +570,104 @@ model_process(void)
 	m.inlen -= off;
 }
 
+/*
+ * The destination is a TCP listener on loopback, so the engine can
+ * reconnect after discarding a message: a new connection replaces the
+ * model's (greeted with 554 when the next decision says 0 mod 8).
+ */
+static int lfd = -1;
+static struct sockaddr_in laddr;
+
+static void
+model_accept(void)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (m.fd >= 0)
+		close(m.fd);
+	m.fd = fd;
+	m.st = SM_CMD;
+	m.inlen = 0;
+	m.bdat_left = 0;
+	digest_init(&m.msg);
+	m.activity = true;
+	model_send(decide() % 8 == 0 ? "554 5.3.2 No service\r\n" : "220 mx2.fuzz.example ESMTP\r\n");
+}
+
+static void
+drain_listener(void)
+{
+	int fd;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+		close(fd);
+}
+
+/* A connected TCP pair: the engine's end is returned, the model's is m.fd. */
+static int
+destination_pair(void)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	socklen_t len = sizeof(laddr);
+	int s;
+
+	if (lfd < 0) {
+		laddr.sin_family = AF_INET;
+		laddr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		CHECK(lfd >= 0);
+		CHECK(bind(lfd, (struct sockaddr *)&laddr, sizeof(laddr)) == 0);
+		CHECK(listen(lfd, 64) == 0);
+		CHECK(getsockname(lfd, (struct sockaddr *)&laddr, &len) == 0);
+	}
+	drain_listener();
+	s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(s >= 0);
+	/* closed with a reset: no TIME_WAIT piles up over millions of runs */
+	CHECK(setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+	CHECK(connect(s, (struct sockaddr *)&laddr, sizeof(laddr)) == 0);
+	CHECK(fcntl(s, F_SETFL, O_NONBLOCK) == 0);
+	for (int i = 0; i < 1000 && (m.fd = accept4(lfd, NULL, NULL,
+	    SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0; i++)
+		usleep(100);
+	CHECK(m.fd >= 0);
+	return s;
+}
+
 static void
 model_read(void)
 {
-	while (m.fd >= 0) {
-		if (m.inlen == sizeof(m.in)) {
+	for (;;) {
+		while (m.fd >= 0) {
+			if (m.inlen == sizeof(m.in)) {
+				model_process();
+				CHECK(m.inlen < sizeof(m.in));
+			}
+			ssize_t n = recv(m.fd, m.in + m.inlen, sizeof(m.in) - m.inlen, 0);
+			if (n > 0) {
+				m.inlen += (size_t)n;
+				m.activity = true;
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			/* the engine closed its side */
 			model_process();
-			CHECK(m.inlen < sizeof(m.in));
+			model_close();
 		}
-		ssize_t n = recv(m.fd, m.in + m.inlen, sizeof(m.in) - m.inlen, 0);
-		if (n > 0) {
-			m.inlen += (size_t)n;
-			m.activity = true;
-			continue;
+		if (m.fd >= 0) {
+			model_process();
+			return;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		/* the engine closed its side */
-		model_process();
-		model_close();
-		return;
+		/* closed: the engine may have reconnected */
+		model_accept();
+		if (m.fd < 0)
+			return;
 	}
-	model_process();
 }
 
 /* -------------------------------------------------------------- client */
@@ -619,10 +799,19 @@ idle_check(void)
 	}
 }
 
+/* Held messages beyond 4 KiB go to a spool directory of our own (always empty). */
+static char spool[] = "/tmp/fuzz_session.XXXXXX";
+
+static void
+spool_remove(void)
+{
+	(void)rmdir(spool);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int cp[2], sp[2];
+	int cp[2], sfd;
 
 	if (conf == NULL) {
 		conf = calloc(1, sizeof(*conf));
@@ -636,6 +825,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t slen = size - 2 - ndec;
 
 	config_defaults(conf);
+	if (spool[sizeof(spool) - 2] == 'X') {
+		CHECK(mkdtemp(spool) != NULL);
+		atexit(spool_remove);
+	}
+	snprintf(conf->spool_dir, sizeof(conf->spool_dir), "%s", spool);
+	conf->smtp.hold_memory = 4096;
 	conf->smtp.bare_newline_normalize = cfg & 1;
 	conf->smtp.allow_chunking = cfg & 2;
 	conf->smtp.max_line_length = cfg & 4 ? 16 : 998;
@@ -655,11 +850,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ev_init();
 	ev_set_idle_hook(idle_check);
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, cp) == 0);
-	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) == 0);
 	c.fd = cp[0];
-	m.fd = sp[0];
+	sfd = destination_pair();
 	m.st = SM_CMD;
-	CHECK(session_attach(cp[1], sp[1], conf, &fuzz_insp) != NULL);
+	CHECK(session_attach(cp[1], sfd, conf, &fuzz_insp) != NULL);
 
 	/* the greeting */
 	switch (decide() % 8) {
@@ -699,6 +893,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ev_timer_arm(&tick, 0, tick_cb);
 		ev_loop();
 		ev_timer_cancel(&tick);
+		drain_listener(); /* a reconnection under way finds nobody */
 	}
 	if (session_count() != 0) {
 		fprintf(stderr, "the session outlived both of its peers\n");

@@ -191,7 +191,37 @@ test_defaults(void **state)
 	assert_int_equal(conf->signer_rate_limit, 600);
 	assert_int_equal(conf->n_zones, 0);
 	assert_int_equal(conf->n_policies, 0);
+	assert_string_equal(conf->spool_dir, "/var/spool/smtpgw");
+	assert_int_equal(conf->smtp.t_inspect, 120);
+	assert_int_equal(conf->smtp.on_inspect_timeout, INSPECT_TIMEOUT_TEMPFAIL);
+	assert_int_equal(conf->smtp.hold, HOLD_WHEN_NEEDED);
+	assert_int_equal(conf->smtp.hold_memory, 256 * 1024);
+	assert_int_equal(conf->smtp.dkim_protect, DKIM_PROTECT_DENY);
 	assert_string_equal(err, "");
+}
+
+/* Content inspection: global defaults, an action of its own. */
+static void
+test_inspection_keys(void **state)
+{
+	parse_ok("[global]\nspool-dir = /data/spool\ninspect-timeout = 30\n"
+	    "inspect-timeout-action = allow\nhold-memory = 4096\n"
+	    "[action strict]\nhold = always\ninspect-timeout-action = deny\n"
+	    "dkim-protect = change-anyway\ninspect-timeout = 3600\nhold-memory = 1073741824\n");
+	assert_string_equal(conf->spool_dir, "/data/spool");
+	assert_int_equal(conf->smtp.t_inspect, 30);
+	assert_int_equal(conf->smtp.on_inspect_timeout, INSPECT_TIMEOUT_ALLOW);
+	assert_int_equal(conf->smtp.hold_memory, 4096);
+	const struct smtp_limits *a = &conf->actions[config_action_index(conf, "strict")].smtp;
+	assert_int_equal(a->hold, HOLD_ALWAYS);
+	assert_int_equal(a->on_inspect_timeout, INSPECT_TIMEOUT_DENY);
+	assert_int_equal(a->dkim_protect, DKIM_PROTECT_CHANGE);
+	assert_int_equal(a->t_inspect, 3600);
+	assert_int_equal(a->hold_memory, 1073741824);
+	/* the predefined actions follow [global] */
+	a = &conf->actions[config_action_index(conf, "SMTP-Incoming.Standard")].smtp;
+	assert_int_equal(a->hold, HOLD_WHEN_NEEDED);
+	assert_int_equal(a->t_inspect, 30);
 }
 
 static void
@@ -467,6 +497,17 @@ static const struct {
 	    NAME ":2: sender-encryption: expected required, preferred or none, got \"maybe\""},
 	{"[action x]\ntls-profile = nosuch\n", NAME ":1: action x: TLS profile \"nosuch\" is not defined"},
 	{"[action x]\nmax-recipients = 0\n", NAME ":2: max-recipients: 0 is out of range (1..100000)"},
+	{"[action x]\nhold = sometimes\n",
+	    NAME ":2: hold: expected when-needed or always, got \"sometimes\""},
+	{"[action x]\ninspect-timeout-action = drop\n",
+	    NAME ":2: inspect-timeout-action: expected tempfail, deny or allow, got \"drop\""},
+	{"[action x]\ndkim-protect = ignore\n",
+	    NAME ":2: dkim-protect: expected deny or change-anyway, got \"ignore\""},
+	{"[global]\ninspect-timeout = 0\n", NAME ":2: inspect-timeout: 0 is out of range (1..3600)"},
+	{"[global]\nhold-memory = 4095\n",
+	    NAME ":2: hold-memory: 4095 is out of range (4096..1073741824)"},
+	{"[global]\nspool-dir = spool\n", NAME ":2: spool-dir: expected an absolute path"},
+	{"[action x]\nspool-dir = /tmp\n", NAME ":2: unknown key \"spool-dir\" in [action x]"},
 	{"[tls-profile t]\nmin-version = 1.4\n",
 	    NAME ":2: min-version: expected 1.0, 1.1, 1.2 or 1.3, got \"1.4\""},
 	{"[tls-profile t]\non-expired = ignore\n",
@@ -707,6 +748,7 @@ main(void)
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_global_keys),
+		cmocka_unit_test(test_inspection_keys),
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_lexical),
 		cmocka_unit_test(test_zones),

@@ -16,7 +16,18 @@
  *    upstream (the destination sees its connection closed instead);
  *  - bytes a client sends where it must wait are never executed;
  *  - BDAT is relayed as BDAT to a CHUNKING destination (LAST only after
- *    the verdict) and converted to dot-stuffed DATA otherwise.
+ *    the verdict) and converted to dot-stuffed DATA otherwise;
+ *  - a verdict that comes later (the test inspector answers from an ev
+ *    timer) holds the client's reply and its next commands, the wait is
+ *    bounded by inspect-timeout, and a session that dies meanwhile
+ *    cancels the inspection (ASan: no callback into freed memory);
+ *  - a held message reaches the destination only after its verdict, as
+ *    DATA, with the inspector's edits, byte-exact through the spool; a
+ *    denied one never does, and the same connection goes on (RSET);
+ *  - an edit that would break a DKIM signature is refused (libopendkim);
+ *  - a streamed message that is refused closes the upstream, and the
+ *    engine reconnects (a TCP destination on loopback) so the session's
+ *    next transaction is delivered.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,17 +35,29 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <dkim.h>
+
 #include "config.h"
 #include "ev.h"
 #include "inspect.h"
 #include "session.h"
+#include "util.h"
 
 #define WAIT_MS 3000u
 
@@ -259,6 +282,53 @@ idle_check(void)
 	unwatched_seen += session_unwatched();
 }
 
+/*
+ * A destination the engine can reconnect to: a TCP listener on loopback
+ * (a socket pair has no address to connect to again).
+ */
+static int lfd = -1;
+
+static void
+start_tcp(const struct inspector *insp)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int c[2], sfd;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, c), 0);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+	sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(sfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(fcntl(sfd, F_SETFL, O_NONBLOCK), 0);
+	srv.fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	assert_true(srv.fd >= 0);
+	cli.fd = c[0];
+	assert_non_null(session_attach(c[1], sfd, &conf, insp));
+}
+
+/* The engine reconnects: the destination takes the new connection, the old one is gone. */
+static void
+srv_accept(void)
+{
+	uint64_t end = now_ms() + WAIT_MS;
+	int fd;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0 &&
+	    now_ms() < end)
+		pump(1);
+	if (fd < 0)
+		fail_msg("the engine did not reconnect");
+	close(srv.fd);
+	srv.fd = fd;
+	srv.len = srv.mark = 0;
+	srv.eof = false;
+}
+
 static int
 setup(void **state)
 {
@@ -285,7 +355,9 @@ teardown(void **state)
 		close(cli.fd);
 	if (srv.fd >= 0)
 		close(srv.fd);
-	cli.fd = srv.fd = -1;
+	if (lfd >= 0)
+		close(lfd);
+	cli.fd = srv.fd = lfd = -1;
 	end = now_ms() + WAIT_MS;
 	while (session_count() > 0 && now_ms() < end)
 		pump(1);
@@ -306,23 +378,77 @@ teardown(void **state)
 
 /* --------------------------------------------------------- inspector */
 
+/*
+ * The test inspector: records what it is shown, and answers at once or
+ * later (an ev timer: the way a scanner behind a socket answers), asks
+ * for a pause in the middle, holds the message and returns edits.  Its
+ * transactions are real allocations, so one never ended nor aborted
+ * leaks (ASan), and abort() cancels its timers: a verdict after abort()
+ * would be a callback into a freed engine.
+ */
+struct ti_txn {
+	const struct inspect_hooks *hooks;
+	struct ev_timer verdict_timer, resume_timer;
+	size_t seen;
+	bool busy_done;
+};
+
 static struct {
-	int begun, ended, aborted;
+	int begun, ended, aborted, resumed, busy;
 	enum inspect_verdict verdict;
 	const char *reply;
 	char helo[300], from[300], rcpts[1024];
 	int nrcpts;
 	char body[65536];
 	size_t bodylen;
+	uint64_t bodytotal;
+	/* behaviour */
+	int delay_ms;      /* 0: the verdict at once; > 0: after delay_ms; < 0: never */
+	bool hold;         /* INSPECT_F_HOLD */
+	size_t busy_after; /* body() is busy once this many octets arrived (0: never) */
+	int resume_ms;     /* ... and resumes after resume_ms (< 0: never) */
+	struct { uint64_t off, len; const char *text; } edits[8];
+	int nedits;
+	struct ti_txn *live;
 } ti;
 
+static void
+ti_result(struct inspect_result *res)
+{
+	inspect_result_clear(res);
+	res->verdict = ti.verdict;
+	if (ti.reply)
+		snprintf(res->reply, sizeof(res->reply), "%s", ti.reply);
+	snprintf(res->reason, sizeof(res->reason), "test");
+	for (int i = 0; i < ti.nedits; i++)
+		assert_int_equal(inspect_result_edit(res, ti.edits[i].off, ti.edits[i].len,
+		    ti.edits[i].text, strlen(ti.edits[i].text)), 0);
+}
+
+static void
+ti_free(struct ti_txn *t)
+{
+	ev_timer_cancel(&t->verdict_timer);
+	ev_timer_cancel(&t->resume_timer);
+	if (ti.live == t)
+		ti.live = NULL;
+	free(t);
+}
+
 static void *
-ti_begin(const struct inspector *in, const struct inspect_envelope *env)
+ti_begin(const struct inspector *in, const struct inspect_envelope *env,
+    const struct inspect_hooks *hooks, unsigned *flags)
 {
 	size_t o = 0;
+	struct ti_txn *t = calloc(1, sizeof(*t));
 
+	assert_non_null(t);
+	assert_int_equal(*flags, 0);
+	t->hooks = hooks;
+	ti.live = t;
 	ti.begun++;
 	ti.bodylen = 0;
+	ti.bodytotal = 0;
 	snprintf(ti.helo, sizeof(ti.helo), "%s", env->helo ? env->helo : "(null)");
 	snprintf(ti.from, sizeof(ti.from), "%s", env->mail_from);
 	ti.nrcpts = env->nrcpts;
@@ -330,35 +456,80 @@ ti_begin(const struct inspector *in, const struct inspect_envelope *env)
 	for (int i = 0; i < env->nrcpts; i++)
 		o += (size_t)snprintf(ti.rcpts + o, sizeof(ti.rcpts) - o, "%s<%s>", i ? "," : "",
 		    env->rcpts[i]);
-	/* real state, so a transaction that is never ended or aborted leaks */
-	return malloc(32);
+	if (ti.hold)
+		*flags |= INSPECT_F_HOLD;
+	return t;
 }
 
 static void
+ti_resume_cb(struct ev_timer *tm)
+{
+	struct ti_txn *t = container_of(tm, struct ti_txn, resume_timer);
+
+	ti.resumed++;
+	t->hooks->resume(t->hooks->ctx);
+}
+
+static int
 ti_body(void *txn, const char *data, size_t len)
 {
-	assert_non_null(txn);
+	struct ti_txn *t = txn;
+
+	assert_non_null(t);
+	assert_false(ev_timer_armed(&t->verdict_timer)); /* nothing after end() */
 	if (ti.bodylen + len <= sizeof(ti.body)) {
 		memcpy(ti.body + ti.bodylen, data, len);
 		ti.bodylen += len;
 	}
+	ti.bodytotal += len;
+	t->seen += len;
+	if (ti.busy_after && !t->busy_done && t->seen >= ti.busy_after) {
+		t->busy_done = true;
+		ti.busy++;
+		if (ti.resume_ms >= 0)
+			ev_timer_arm(&t->resume_timer, (uint64_t)ti.resume_ms, ti_resume_cb);
+		return INSPECT_BUSY;
+	}
+	return INSPECT_OK;
 }
 
 static void
+ti_verdict_cb(struct ev_timer *tm)
+{
+	struct ti_txn *t = container_of(tm, struct ti_txn, verdict_timer);
+	struct inspect_result res;
+
+	memset(&res, 0, sizeof(res));
+	ti_result(&res);
+	ti.ended++;
+	/* The transaction is over when the verdict is delivered. */
+	const struct inspect_hooks *h = t->hooks;
+	ti_free(t);
+	h->verdict(h->ctx, &res);
+	inspect_result_clear(&res);
+}
+
+static int
 ti_end(void *txn, struct inspect_result *res)
 {
-	free(txn);
-	ti.ended++;
-	res->verdict = ti.verdict;
-	if (ti.reply)
-		snprintf(res->reply, sizeof(res->reply), "%s", ti.reply);
-	snprintf(res->reason, sizeof(res->reason), "test");
+	struct ti_txn *t = txn;
+
+	ev_timer_cancel(&t->resume_timer);
+	if (ti.delay_ms == 0) {
+		ti_result(res);
+		ti.ended++;
+		ti_free(t);
+		return INSPECT_DONE;
+	}
+	if (ti.delay_ms > 0)
+		ev_timer_arm(&t->verdict_timer, (uint64_t)ti.delay_ms, ti_verdict_cb);
+	return INSPECT_PENDING;
 }
 
 static void
 ti_abort(void *txn)
 {
-	free(txn);
+	ti_free(txn);
 	ti.aborted++;
 }
 
@@ -1484,6 +1655,767 @@ test_auth_too_long(void **state)
 	assert_false(received(&srv, "AUTH"));
 }
 
+/* ------------------------------------------------- asynchronous verdicts */
+
+/*
+ * The verdict comes 100 ms after the dot: the client's reply waits, and
+ * so does the MAIL it pipelined behind its dot -- it reaches the
+ * destination only after the dot it must follow.
+ */
+static void
+test_async_allow(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: a\r\n\r\nbody\r\n.\r\nMAIL FROM:<carol@example.com>\r\n");
+	EXPECT(&srv, "Subject: a\r\n\r\nbody\r\n");
+	expect_quiet(&srv, 50);
+	expect_quiet(&cli, 0);
+	assert_int_equal(ti.ended, 0);
+	EXPECT(&srv, ".\r\nMAIL FROM:<carol@example.com>\r\n");
+	assert_int_equal(ti.ended, 1);
+	SSEND("250 2.0.0 queued\r\n250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n250 2.1.0 Ok\r\n");
+	assert_int_equal(ti.aborted, 0);
+}
+
+static void
+test_async_deny(void **state)
+{
+	insp_reset(INSPECT_DENY, "554 5.7.1 denied by test");
+	ti.delay_ms = 50;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: bad\r\n\r\nevil\r\n.\r\n");
+	expect_quiet(&cli, 20);
+	EXPECT(&cli, "554 5.7.1 denied by test\r\n");
+	/* never the dot: the streamed message is discarded with its connection */
+	expect_partial_eof(&srv, "Subject: bad\r\n\r\nevil\r\n");
+	assert_int_equal(ti.ended, 1);
+}
+
+/*
+ * The destination refuses a "BDAT n LAST" chunk while the verdict is
+ * awaited: the client gets that one reply, and once the verdict comes
+ * nothing more of the message goes upstream (no "BDAT 0 LAST").
+ */
+static void
+test_async_bdat_refused_meanwhile(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	envelope();
+	CSEND("BDAT 5 LAST\r\nhello");
+	EXPECT(&srv, "BDAT 5\r\nhello");
+	SSEND("552 5.3.4 Too much mail data\r\n");
+	EXPECT(&cli, "552 5.3.4 Too much mail data\r\n");
+	settle(200);
+	assert_int_equal(ti.ended, 1);
+	expect_quiet(&srv, 10);
+	expect_quiet(&cli, 10);
+	CSEND("RSET\r\n");
+	EXPECT(&srv, "RSET\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok\r\n");
+}
+
+/* No verdict within inspect-timeout: tempfail (the default), the inspection cancelled. */
+static void
+test_async_timeout_tempfail(void **state)
+{
+	uint64_t t0;
+
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = -1;
+	conf.smtp.t_inspect = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	t0 = now_ms();
+	EXPECT(&cli, "451 4.7.1 Message not delivered: content inspection did not complete, "
+	    "try again later\r\n");
+	assert_true(now_ms() - t0 >= 900);
+	expect_partial_eof(&srv, "x\r\n");
+	assert_int_equal(ti.aborted, 1);
+	assert_int_equal(ti.ended, 0);
+}
+
+/* inspect-timeout-action = allow: delivered uninspected. */
+static void
+test_async_timeout_allow(void **state)
+{
+	insp_reset(INSPECT_DENY, "554 5.7.1 too late to matter");
+	ti.delay_ms = -1;
+	conf.smtp.t_inspect = 1;
+	conf.smtp.on_inspect_timeout = INSPECT_TIMEOUT_ALLOW;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	assert_int_equal(ti.aborted, 1);
+}
+
+/* The destination goes away while the verdict is outstanding: cancelled, the client told. */
+static void
+test_async_upstream_gone(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 200;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "x\r\n");
+	close(srv.fd);
+	srv.fd = -1;
+	EXPECT(&cli, "451 4.4.2 Error: transaction aborted\r\n"
+	    "421 4.4.2 Error: connection to destination lost, try again later\r\n");
+	expect_eof(&cli);
+	assert_int_equal(ti.aborted, 1);
+	settle(300); /* the verdict's timer was cancelled with the transaction */
+	assert_int_equal(ti.ended, 0);
+}
+
+/*
+ * The session is torn down (worker shutdown) with the verdict
+ * outstanding: the engine is freed, the inspection was cancelled first,
+ * and its timer never fires into freed memory (ASan would say so).
+ */
+static void
+test_async_session_killed(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "x\r\n");
+	session_close_all("test");
+	session_reap();
+	assert_int_equal(session_count(), 0);
+	assert_int_equal(ti.aborted, 1);
+	assert_null(ti.live);
+	settle(200);
+	assert_int_equal(ti.ended, 0);
+}
+
+/*
+ * The inspector asks for a pause mid-message for longer than
+ * timeout-client-data: the client is not timed out for smtpgw's
+ * slowness, and the message goes through once the inspector resumes.
+ */
+static void
+test_body_busy_resume(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.busy_after = 10;
+	ti.resume_ms = 1500;
+	conf.smtp.t_client_data = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: slow scanner\r\n\r\nline 1\r\nline 2\r\n.\r\n");
+	settle(1200);
+	assert_int_equal(ti.busy, 1);
+	assert_int_equal(ti.resumed, 0);
+	assert_false(received(&cli, "421"));
+	assert_false(received(&srv, ".\r\n"));
+	EXPECT(&srv, "Subject: slow scanner\r\n\r\nline 1\r\nline 2\r\n.\r\n");
+	assert_int_equal(ti.resumed, 1);
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* A pause that never ends is bounded too: the rest is read, the end is tempfailed. */
+static void
+test_body_busy_timeout(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.busy_after = 1;
+	ti.resume_ms = -1;
+	conf.smtp.t_inspect = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: stuck\r\n\r\nbody\r\n.\r\n");
+	EXPECT(&cli, "451 4.7.1 ");
+	expect_partial_eof(&srv, "Subject: stuck\r\n\r\nbody\r\n");
+	assert_int_equal(ti.aborted, 1);
+}
+
+/* ------------------------------------------------------- held messages */
+
+#define R354 "354 End data with <CR><LF>.<CR><LF>\r\n"
+
+/* Held: a NOOP in DATA's place, nothing of the message before the verdict. */
+static void
+held_data_go(void)
+{
+	CSEND("DATA\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, R354);
+}
+
+static void
+test_hold_allow(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 50;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: held\r\n\r\n..leading dot\r\nbody\r\n.\r\n");
+	expect_quiet(&srv, 20);
+	EXPECT(&srv, "DATA\r\n");
+	expect_quiet(&cli, 10);
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "Subject: held\r\n\r\n..leading dot\r\nbody\r\n.\r\n");
+	expect_quiet(&cli, 10);
+	SSEND("250 2.0.0 Ok: queued as H1\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok: queued as H1\r\n");
+	assert_memory_equal(ti.body, "Subject: held\r\n\r\n.leading dot\r\nbody\r\n", ti.bodylen);
+}
+
+/*
+ * A destination idle while we hold a message (a slow verdict) gets a
+ * NOOP every fifth of timeout-server-command; the client sees none of it.
+ */
+static void
+test_hold_keepalive(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 700;
+	conf.smtp.t_server_command = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	/* a NOOP every 200 ms until the verdict, each answered */
+	int noops = 0;
+	uint64_t end = now_ms() + WAIT_MS;
+	while (!received(&srv, "DATA\r\n") && now_ms() < end) {
+		pump(1);
+		if (srv.len - srv.mark >= 6 && memcmp(srv.buf + srv.mark, "NOOP\r\n", 6) == 0) {
+			srv.mark += 6;
+			noops++;
+			SSEND("250 2.0.0 Ok\r\n");
+		}
+	}
+	assert_true(noops >= 2);
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_quiet(&cli, 10);
+}
+
+/* hold = always holds without the inspector asking. */
+static void
+test_hold_always(void **state)
+{
+	conf.smtp.hold = HOLD_ALWAYS;
+	start(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* The NOOP's reply comes after the RCPT replies: no recipient, no 354. */
+static void
+test_hold_no_recipient(void **state)
+{
+	conf.smtp.hold = HOLD_ALWAYS;
+	start(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	CSEND("MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.org>\r\nDATA\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.org>\r\nNOOP\r\n");
+	SSEND("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"
+	    "554 5.5.1 Error: no valid recipients\r\n");
+	CSEND("RSET\r\n");
+	EXPECT(&srv, "RSET\r\n");
+}
+
+/*
+ * A held message denied: the destination never sees DATA, an RSET
+ * discards its transaction, and the same connection carries the next one.
+ */
+static void
+test_hold_deny_keeps_session(void **state)
+{
+	insp_reset(INSPECT_DENY, "554 5.7.1 denied by test");
+	ti.hold = true;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: bad\r\n\r\nevil\r\n.\r\n");
+	EXPECT(&cli, "554 5.7.1 denied by test\r\n");
+	EXPECT(&srv, "RSET\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	expect_quiet(&cli, 20);
+	assert_false(received(&srv, "evil"));
+	/* the next transaction, same destination connection */
+	ti.verdict = INSPECT_ALLOW;
+	envelope();
+	held_data_go();
+	CSEND("Subject: good\r\n\r\nfine\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "Subject: good\r\n\r\nfine\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* The message framer's refusals discard a held message the same way. */
+static void
+test_hold_refused_line(void **state)
+{
+	conf.smtp.hold = HOLD_ALWAYS;
+	start(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("bare\nlf\r\n.\r\n");
+	EXPECT(&cli, "554 5.6.0 ");
+	EXPECT(&srv, "RSET\r\n");
+	assert_false(received(&srv, "DATA"));
+}
+
+static char spool[] = "/tmp/test_session.XXXXXX";
+
+static int
+spool_entries(void)
+{
+	DIR *d = opendir(spool);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Descriptors of this process open on files in the spool directory (they have no name). */
+static int
+spool_open_files(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		char link[300], target[PATH_MAX];
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/self/fd/%s", de->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (strncmp(target, spool, strlen(spool)) == 0 && target[strlen(spool)] == '/')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A message larger than hold-memory: spooled (an open file without a
+ * name), delivered byte-exact and dot-stuffed, nothing left afterwards.
+ */
+static void
+test_hold_spool_byte_exact(void **state)
+{
+	size_t cap = 300 * 1024, n = 0, sn = 0;
+	char *msg = malloc(cap), *stuffed = malloc(cap * 2);
+
+	assert_non_null(msg);
+	assert_non_null(stuffed);
+	if (spool[sizeof(spool) - 2] == 'X')
+		assert_non_null(mkdtemp(spool));
+	snprintf(conf.spool_dir, sizeof(conf.spool_dir), "%s", spool);
+	conf.smtp.hold_memory = 4096;
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 200;
+	for (int i = 0; n + 200 < cap; i++) {
+		char line[120];
+		int k = snprintf(line, sizeof(line), "%s%06d %.*s\r\n", i % 7 == 0 ? "." : "L", i,
+		    i % 80, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		    "abcdefghijklmnopqrstuvwxyz");
+		memcpy(msg + n, line, (size_t)k);
+		n += (size_t)k;
+	}
+	/* on the wire both ways: dot-stuffed */
+	for (size_t i = 0; i < n; i++) {
+		if (msg[i] == '.' && (i == 0 || msg[i - 1] == '\n'))
+			stuffed[sn++] = '.';
+		stuffed[sn++] = msg[i];
+	}
+	memcpy(stuffed + sn, ".\r\n", 3);
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	send_all(&cli, stuffed, sn + 3);
+	/* in, waiting for its verdict: in the spool, which shows no name */
+	uint64_t end = now_ms() + WAIT_MS;
+	while (ti.bodytotal < n && now_ms() < end)
+		pump(1);
+	assert_int_equal(ti.bodytotal, n);
+	assert_int_equal(spool_open_files(), 1);
+	assert_int_equal(spool_entries(), 0);
+	assert_false(received(&srv, "DATA"));
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	expect(&srv, stuffed, sn + 3);
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	assert_int_equal(spool_open_files(), 0);
+	assert_int_equal(spool_entries(), 0);
+	free(msg);
+	free(stuffed);
+}
+
+/* The inspector's edits, applied on the way out (and dot-stuffed). */
+static void
+test_hold_edits(void **state)
+{
+	const char *m = "From: a@example.com\r\nSubject: offer\r\n\r\nline 1\r\nline 2\r\n";
+	size_t subj = strlen("From: a@example.com\r\n");
+
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.edits[0].off = 0, ti.edits[0].len = 0, ti.edits[0].text = "X-Scanned: test\r\n";
+	ti.edits[1].off = subj, ti.edits[1].len = strlen("Subject: offer\r\n");
+	ti.edits[1].text = "Subject: [tagged] offer\r\n";
+	ti.edits[2].off = strstr(m, "line 2") - m, ti.edits[2].len = strlen("line 2\r\n");
+	ti.edits[2].text = ".stripped\r\n";
+	ti.nedits = 3;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	send_all(&cli, m, strlen(m));
+	CSEND(".\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "X-Scanned: test\r\nFrom: a@example.com\r\nSubject: [tagged] offer\r\n\r\n"
+	    "line 1\r\n..stripped\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* Edits that break the rules of inspect.h: never applied, a tempfail instead. */
+static void
+test_hold_bad_edits(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.edits[0].off = 3, ti.edits[0].len = 0, ti.edits[0].text = "X: y\r\n";
+	ti.nedits = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: x\r\n\r\nbody\r\n.\r\n");
+	EXPECT(&cli, "451 4.3.0 Error: content inspection failed, try again later\r\n");
+	EXPECT(&srv, "RSET\r\n");
+}
+
+/* Edits of a message that was streamed (not held) cannot be applied: tempfail. */
+static void
+test_edits_not_held(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.edits[0].off = 0, ti.edits[0].len = 0, ti.edits[0].text = "X: y\r\n";
+	ti.nedits = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: x\r\n\r\nbody\r\n.\r\n");
+	EXPECT(&cli, "451 4.3.0 Error: content inspection failed, try again later\r\n");
+	expect_partial_eof(&srv, "Subject: x\r\n\r\nbody\r\n");
+}
+
+/* A DKIM-signed message (signed here with a key made here). */
+static char *
+dkim_signed(const char *msg)
+{
+	EVP_PKEY *k = EVP_RSA_gen(2048);
+	BIO *b = BIO_new(BIO_s_mem());
+	DKIM_LIB *lib = dkim_init(NULL, NULL);
+	DKIM_STAT st;
+	DKIM *d;
+	unsigned char hdr[4096];
+	char *pem, *p, *out;
+	long n;
+
+	assert_non_null(k);
+	assert_int_equal(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
+	n = BIO_get_mem_data(b, &p);
+	pem = strndup(p, (size_t)n);
+	d = dkim_sign(lib, (const unsigned char *)"t", NULL, (unsigned char *)pem,
+	    (const unsigned char *)"sel", (const unsigned char *)"example.com",
+	    DKIM_CANON_RELAXED, DKIM_CANON_RELAXED, DKIM_SIGN_RSASHA256, -1, &st);
+	assert_non_null(d);
+	assert_int_equal(dkim_chunk(d, (unsigned char *)(uintptr_t)msg, strlen(msg)), 0);
+	assert_int_equal(dkim_chunk(d, NULL, 0), 0);
+	assert_int_equal(dkim_eom(d, NULL), 0);
+	assert_int_equal(dkim_getsighdr(d, hdr, sizeof(hdr), strlen("DKIM-Signature: ")), 0);
+	assert_true(asprintf(&out, "DKIM-Signature: %s\r\n%s", (char *)hdr, msg) > 0);
+	dkim_free(d);
+	dkim_close(lib);
+	free(pem);
+	BIO_free(b);
+	EVP_PKEY_free(k);
+	return out;
+}
+
+#define SIGNED_MSG "From: a@example.com\r\nTo: b@example.org\r\nSubject: report\r\n\r\n" \
+	"the report\r\nattachment\r\n"
+
+/* One held, signed message with one edit; returns nothing, leaves the session after it. */
+static void
+dkim_case(const char *find, size_t len, const char *text, bool expect_delivery)
+{
+	char *m = dkim_signed(SIGNED_MSG);
+	const char *at = strstr(m, find);
+
+	assert_non_null(at);
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.edits[0].off = (uint64_t)(at - m), ti.edits[0].len = len, ti.edits[0].text = text;
+	ti.nedits = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	send_all(&cli, m, strlen(m));
+	CSEND(".\r\n");
+	if (expect_delivery) {
+		EXPECT(&srv, "DATA\r\n");
+		SSEND("354 go ahead\r\n");
+		EXPECT(&srv, "DKIM-Signature: ");
+		settle(50);
+		assert_true(received(&srv, text));
+		SSEND("250 2.0.0 queued\r\n");
+		EXPECT(&cli, "250 2.0.0 queued\r\n");
+	} else {
+		EXPECT(&cli, "554 5.7.1 Message rejected: a content policy change would break its "
+		    "DKIM signature\r\n");
+		EXPECT(&srv, "RSET\r\n");
+		assert_false(received(&srv, "DATA"));
+	}
+	free(m);
+}
+
+/* Stripping signed content: denied by default (dkim-protect = deny). */
+static void
+test_hold_dkim_deny(void **state)
+{
+	dkim_case("attachment\r\n", strlen("attachment\r\n"), "[removed]\r\n", false);
+}
+
+/* dkim-protect = change-anyway: changed and delivered. */
+static void
+test_hold_dkim_change_anyway(void **state)
+{
+	conf.smtp.dkim_protect = DKIM_PROTECT_CHANGE;
+	dkim_case("attachment\r\n", strlen("attachment\r\n"), "[removed]\r\n", true);
+}
+
+/* A header the signature does not cover: delivered, signature intact. */
+static void
+test_hold_dkim_unsigned_header(void **state)
+{
+	dkim_case("From: ", 0, "X-Scanned: clean\r\n", true);
+}
+
+/* Held BDAT: a NOOP holds the first chunk's place, the message goes up as DATA. */
+static void
+test_hold_bdat(void **state)
+{
+	conf.smtp.hold = HOLD_ALWAYS;
+	start(NULL);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	envelope();
+	CSEND("BDAT 9\r\n.chunk1\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.0.0 9 octets received\r\n");
+	CSEND("BDAT 6 LAST\r\nlast\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "..chunk1\r\nlast\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* ----------------------------------------------- reconnect after a deny */
+
+static void
+reconnect_greet(const char *ehlo_reply)
+{
+	srv_accept();
+	SSEND("220 mx2.example.com ESMTP\r\n");
+	EXPECT(&srv, "EHLO client.example\r\n");
+	send_all(&srv, ehlo_reply, strlen(ehlo_reply));
+}
+
+/*
+ * A streamed message refused at its end (bare LF): 554, the upstream
+ * closed without a dot, a new connection greeted and EHLOed with the
+ * client's name -- and the MAIL the client pipelined behind its dot goes
+ * to the new one.  The client sees none of it.
+ */
+static void
+test_relink_after_refusal(void **state)
+{
+	start_tcp(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("Subject: x\r\n\r\nbare\nlf\r\n.\r\nMAIL FROM:<carol@example.com>\r\n");
+	EXPECT(&cli, "554 5.6.0 ");
+	cli.mark = cli.len;
+	expect_partial_eof(&srv, "Subject: x\r\n\r\n");
+	reconnect_greet(EHLO_PLAIN);
+	EXPECT(&srv, "MAIL FROM:<carol@example.com>\r\n");
+	expect_quiet(&cli, 10);
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+	CSEND("RCPT TO:<bob@example.org>\r\n");
+	EXPECT(&srv, "RCPT TO:<bob@example.org>\r\n");
+	SSEND("250 2.1.5 Ok\r\n");
+	EXPECT(&cli, "250 2.1.5 Ok\r\n");
+	data_go();
+	CSEND("good\r\n.\r\n");
+	EXPECT(&srv, "good\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* An inspector's deny (later, BDAT to a CHUNKING destination) does the same. */
+static void
+test_relink_after_bdat_deny(void **state)
+{
+	insp_reset(INSPECT_DENY, "554 5.7.1 denied by test");
+	ti.delay_ms = 30;
+	start_tcp(&test_insp);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	envelope();
+	CSEND("BDAT 6 LAST\r\nevil\r\n");
+	EXPECT(&cli, "554 5.7.1 denied by test\r\n");
+	expect_partial_eof(&srv, "BDAT 6\r\nevil\r\n");
+	assert_false(received(&srv, "LAST"));
+	reconnect_greet(EHLO_CHUNK);
+	ti.verdict = INSPECT_ALLOW;
+	envelope();
+	CSEND("BDAT 6 LAST\r\ngood\r\n");
+	EXPECT(&srv, "BDAT 6\r\ngood\r\n");
+	SSEND("250 2.0.0 6 octets\r\n");
+	EXPECT(&srv, "BDAT 0 LAST\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+}
+
+/* RSET between converted BDAT chunks: the destination in DATA mode is dropped, and replaced. */
+static void
+test_relink_after_rset_between_chunks(void **state)
+{
+	start_tcp(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	CSEND("BDAT 7\r\nhello\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&cli, "250 2.0.0 7 octets received\r\n");
+	EXPECT(&srv, "hello\r\n");
+	CSEND("RSET\r\nMAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok\r\n");
+	expect_partial_eof(&srv, "");
+	reconnect_greet(EHLO_PLAIN);
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+}
+
+/* The new connection offers less than the client was shown: MAIL waits (4xx). */
+static void
+test_relink_caps_changed(void **state)
+{
+	start_tcp(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("bare\nlf\r\n.\r\n");
+	EXPECT(&cli, "554 5.6.0 ");
+	cli.mark = cli.len;
+	reconnect_greet("250-mx2.example.com\r\n250 PIPELINING\r\n");
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "451 4.3.0 Error: the destination's capabilities changed after a "
+	    "reconnection, try again later\r\n");
+	CSEND("QUIT\r\n");
+	EXPECT(&srv, "QUIT\r\n");
+	assert_false(received(&srv, "MAIL"));
+}
+
+/* The new connection fails: the session has no destination any more, 421. */
+static void
+test_relink_fails(void **state)
+{
+	start_tcp(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("bare\nlf\r\n.\r\n");
+	EXPECT(&cli, "554 5.6.0 ");
+	cli.mark = cli.len;
+	srv_accept();
+	SSEND("554 5.3.2 go away\r\n");
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "421 4.4.2 Error: connection to destination closed, try again later\r\n");
+	expect_eof(&cli);
+}
+
 int
 main(void)
 {
@@ -1547,10 +2479,42 @@ main(void)
 		T(test_upstream_421_pipelined),
 		T(test_size_param),
 		T(test_upstream_garbage),
+		T(test_async_allow),
+		T(test_async_deny),
+		T(test_async_bdat_refused_meanwhile),
+		T(test_async_timeout_tempfail),
+		T(test_async_timeout_allow),
+		T(test_async_upstream_gone),
+		T(test_async_session_killed),
+		T(test_body_busy_resume),
+		T(test_body_busy_timeout),
+		T(test_hold_allow),
+		T(test_hold_always),
+		T(test_hold_keepalive),
+		T(test_hold_no_recipient),
+		T(test_hold_deny_keeps_session),
+		T(test_hold_refused_line),
+		T(test_hold_spool_byte_exact),
+		T(test_hold_edits),
+		T(test_hold_bad_edits),
+		T(test_edits_not_held),
+		T(test_hold_dkim_deny),
+		T(test_hold_dkim_change_anyway),
+		T(test_hold_dkim_unsigned_header),
+		T(test_hold_bdat),
+		T(test_relink_after_refusal),
+		T(test_relink_after_bdat_deny),
+		T(test_relink_after_rset_between_chunks),
+		T(test_relink_caps_changed),
+		T(test_relink_fails),
 	};
 
 	/* TEST_FILTER=test_bdat_* runs a subset (cmocka's glob). */
 	if (getenv("TEST_FILTER"))
 		cmocka_set_test_filter(getenv("TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	/* the spool directory of test_hold_spool_byte_exact: empty, as it must be */
+	if (spool[sizeof(spool) - 2] != 'X' && rmdir(spool) < 0)
+		rc = 1;
+	return rc;
 }
