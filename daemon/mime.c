@@ -116,6 +116,9 @@ struct ent {
 	size_t blen;
 	char boundary[MIME_BOUNDARY_MAX + 1];
 	uint64_t hdr_bytes;
+	bool body_nul, body_8bit; /* seen in a 7bit/8bit body: reported at its end */
+	uint64_t want;            /* decoded octets the caller still wants (mime_want) */
+	bool skipped;             /* body octets were left undecoded */
 	struct decode_b64 b64;
 	struct decode_qp qp;
 };
@@ -548,6 +551,9 @@ headers_done(struct mime_parser *p, bool closing)
 		push_part(p, pt->off_body);
 	} else {
 		e->state = ENT_LEAF;
+		e->body_nul = e->body_8bit = false;
+		e->want = UINT64_MAX;
+		e->skipped = false;
 		decode_b64_init(&e->b64);
 		decode_qp_init(&e->qp);
 		p->nheld = 0;
@@ -991,75 +997,119 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 
 /* ---- bodies ------------------------------------------------------------ */
 
-/* Decoded (or passed-through) octets of the top leaf. */
+/* Whether p[0..n) holds an octet >= 0x80, eight at a time. */
+static bool
+has_8bit(const char *p, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= (unsigned char)p[i];
+	return (acc & 0x8080808080808080ull) != 0;
+}
+
+/*
+ * Count decoded octets against the caller's wish, before they are handed
+ * over: a mime_want() from the BODY event then counts from there.
+ */
+static void
+want_take(struct ent *e, size_t got)
+{
+	if (e->want != UINT64_MAX)
+		e->want = got >= e->want ? 0 : e->want - got;
+}
+
+/*
+ * Decoded (or passed-through) octets of the top leaf, as long as the
+ * caller wants them; after that only counted (the delimiter scan does not
+ * need them decoded).
+ */
 static void
 leaf_data(struct mime_parser *p, struct ent *e, const char *s, size_t n)
 {
 	struct mime_part *pt = &e->part;
-	size_t got;
+	size_t got, take;
 
 	pt->raw_size += n;
-	switch (pt->cte) {
-	case MIME_CTE_BASE64:
-		while (n) {
-			size_t room = MIME_OUT_SIZE - p->nout, take;
+	while (n && e->want) {
+		size_t room = MIME_OUT_SIZE - p->nout;
 
+		switch (pt->cte) {
+		case MIME_CTE_BASE64:
 			if (room < 64) {
 				out_flush(p, e);
 				room = MIME_OUT_SIZE;
 			}
 			take = (room / 3 - 1) * 4; /* DECODE_B64_OUT(take) <= room */
+			if (e->want != UINT64_MAX) {
+				/*
+				 * Stay below the wish in bulk, then go octet by
+				 * octet: decoding stops at the same input octet
+				 * whatever the cuts, so do the anomalies.
+				 */
+				uint64_t g = (e->want - 1) / 3;
+
+				if (g < 2)
+					take = 1;
+				else if ((g - 1) * 4 < take)
+					take = (size_t)(g - 1) * 4;
+			}
 			if (take > n)
 				take = n;
 			got = decode_b64(&e->b64, s, take, p->out + p->nout);
 			p->nout += got;
-			pt->decoded_size += got;
-			s += take;
-			n -= take;
-		}
-		break;
-	case MIME_CTE_QP:
-		while (n) {
-			size_t room = MIME_OUT_SIZE - p->nout, take;
-
+			want_take(e, got);
+			break;
+		case MIME_CTE_QP:
 			if (room < DECODE_QP_OUT(64)) {
 				out_flush(p, e);
 				room = MIME_OUT_SIZE;
 			}
 			take = room - DECODE_QP_OUT(0); /* DECODE_QP_OUT(take) <= room */
+			if (e->want != UINT64_MAX) {
+				if (e->want <= DECODE_QP_OUT(0) + 1)
+					take = 1;
+				else if (e->want - 1 - DECODE_QP_OUT(0) < take)
+					take = (size_t)(e->want - 1 - DECODE_QP_OUT(0));
+			}
 			if (take > n)
 				take = n;
 			got = decode_qp(&e->qp, s, take, p->out + p->nout);
 			p->nout += got;
-			pt->decoded_size += got;
-			s += take;
-			n -= take;
-		}
-		break;
-	default:
-		if (pt->cte == MIME_CTE_7BIT || pt->cte == MIME_CTE_8BIT) {
-			unsigned char or = 0;
-
-			if (memchr(s, '\0', n))
-				anomaly(p, e, MIME_A_NUL_BODY, pt->off_body);
-			if (pt->cte == MIME_CTE_7BIT && !(pt->anomalies & 1ull << MIME_A_8BIT_BODY)) {
-				for (size_t i = 0; i < n; i++)
-					or |= (unsigned char)s[i];
-				if (or & 0x80)
-					anomaly(p, e, MIME_A_8BIT_BODY, pt->off_body);
+			want_take(e, got);
+			break;
+		default:
+			take = got = e->want < n ? (size_t)e->want : n;
+			if (pt->cte == MIME_CTE_7BIT || pt->cte == MIME_CTE_8BIT) {
+				if (!e->body_nul && memchr(s, '\0', take))
+					e->body_nul = true;
+				if (pt->cte == MIME_CTE_7BIT && !e->body_8bit)
+					e->body_8bit = has_8bit(s, take);
 			}
+			want_take(e, got);
+			/* small runs are batched; large ones are handed over in place */
+			if (take <= 512 && take <= room) {
+				memcpy(p->out + p->nout, s, take);
+				p->nout += take;
+			} else {
+				out_flush(p, e);
+				emit_body(p, e, s, take);
+			}
+			break;
 		}
-		pt->decoded_size += n;
-		/* small runs are batched; large ones are handed over in place */
-		if (n <= 512 && n <= MIME_OUT_SIZE - p->nout) {
-			memcpy(p->out + p->nout, s, n);
-			p->nout += n;
-		} else {
-			out_flush(p, e);
-			emit_body(p, e, s, n);
-		}
-		break;
+		pt->decoded_size += got;
+		s += take;
+		n -= take;
+		if (e->want == 0)
+			out_flush(p, e); /* all of the wish, now: the caller may ask for more */
 	}
+	if (n)
+		e->skipped = true;
 }
 
 /* The leaf is over: flush the decoder and report what it found. */
@@ -1070,9 +1120,14 @@ leaf_end(struct mime_parser *p, struct ent *e)
 	unsigned fl = 0;
 	size_t got = 0;
 
+	pt->skipped = e->skipped;
 	if (MIME_OUT_SIZE - p->nout < DECODE_QP_OUT(0))
 		out_flush(p, e); /* room for what the decoders still hold */
-	if (pt->cte == MIME_CTE_BASE64) {
+	if (e->skipped) {
+		/* a group cut by the skip is not an error of the sender's */
+		fl = pt->cte == MIME_CTE_BASE64 ? e->b64.flags & ~(unsigned)DECODE_F_B64_PARTIAL :
+		    pt->cte == MIME_CTE_QP ? e->qp.flags : 0;
+	} else if (pt->cte == MIME_CTE_BASE64) {
 		got = decode_b64_finish(&e->b64, p->out + p->nout);
 		fl = e->b64.flags;
 	} else if (pt->cte == MIME_CTE_QP) {
@@ -1090,6 +1145,11 @@ leaf_end(struct mime_parser *p, struct ent *e)
 		anomaly(p, e, MIME_A_QP_BAD, pt->off_body);
 	if (fl & (DECODE_F_QP_LOWER_HEX | DECODE_F_QP_LONG_WS))
 		anomaly(p, e, MIME_A_QP_SLOPPY, pt->off_body);
+	/* at the end, like the decoders' findings: the same order whatever the cuts */
+	if (e->body_8bit)
+		anomaly(p, e, MIME_A_8BIT_BODY, pt->off_body);
+	if (e->body_nul)
+		anomaly(p, e, MIME_A_NUL_BODY, pt->off_body);
 }
 
 /*
@@ -1169,7 +1229,8 @@ close_top(struct mime_parser *p, uint64_t end, bool eof)
 			anomaly(p, e, MIME_A_HDR_DELIM, end);
 		if (eof && e->part.depth > 0 && p->hany && !p->opaque)
 			anomaly(p, e, MIME_A_HDR_UNTERMINATED, end);
-		e->part.off_body = end;
+		/* the line end before a delimiter may be the one opening the body */
+		e->part.off_body = end < e->part.off_start ? e->part.off_start : end;
 		headers_done(p, true);
 	}
 	switch (e->state) {
@@ -1371,6 +1432,18 @@ mime_reset(struct mime_parser *p)
 	p->nheld = 0;
 	p->nout = 0;
 	push_part(p, 0);
+}
+
+void
+mime_want(struct mime_parser *p, uint64_t octets)
+{
+	struct ent *e;
+
+	if (p->nents == 0)
+		return;
+	e = top(p);
+	if (e->state == ENT_LEAF && !e->skipped)
+		e->want = octets;
 }
 
 void

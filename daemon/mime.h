@@ -195,6 +195,8 @@ struct mime_part {
 	uint64_t off_start, off_body, off_end; /* off_end: valid at PART_END */
 	uint64_t raw_size;     /* body octets as transmitted (leaves) */
 	uint64_t decoded_size; /* body octets after decoding (leaves) */
+	bool skipped;          /* at PART_END: the caller wanted less (mime_want) and the
+	                        * rest was not decoded */
 	uint64_t anomalies;    /* bit (1 << code) for each code seen in this part */
 };
 
@@ -220,7 +222,7 @@ struct mime_event {
 	/* ANOMALY */
 	enum mime_anomaly anomaly;
 	/* HEADER: start of the field; ANOMALY: where it was seen (approximate
-	 * for decoding anomalies, which are reported at the part's end). */
+	 * for body and decoding anomalies, which are reported at the part's end). */
 	uint64_t off, off_end;
 };
 
@@ -237,6 +239,20 @@ void mime_reset(struct mime_parser *p);
 void mime_feed(struct mime_parser *p, const char *data, size_t len);
 /* End of message: flushes decoders, closes open parts (NO_CLOSE), PART_END for all. */
 void mime_finish(struct mime_parser *p);
+/*
+ * How many more decoded octets the caller wants from the leaf being read
+ * (every leaf starts at UINT64_MAX: all of it).  Call it from the leaf's
+ * PART_BEGIN or BODY events: a leaf hands over at least that many (a few
+ * more with base64) in BODY events, then the rest of its body is only
+ * scanned for delimiters, not decoded -- which is what makes inspection
+ * cheap when only the start of each part is looked at (libmagic), and
+ * costs nothing in structure checks.  When the wish is met the decoded
+ * data is flushed at once, so a BODY event is the moment to ask for more
+ * (an archive found in the first octets); once octets were skipped the
+ * leaf stays skipped.  The decoders' anomalies then cover only the
+ * decoded part (mime_part.skipped tells).
+ */
+void mime_want(struct mime_parser *p, uint64_t octets);
 
 /* Union of (1 << code) over the whole message so far. */
 uint64_t mime_anomalies(const struct mime_parser *p);
