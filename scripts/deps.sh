@@ -6,7 +6,8 @@
 # POSIX sh, so scripts in any shell can source it.
 
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
-libnetfilter-queue-dev libcmocka-dev libcap-dev nftables iptables iproute2
+libnetfilter-queue-dev libcmocka-dev libcap-dev libpcre2-dev libmagic-dev
+libarchive-dev nftables iptables iproute2
 swaks openssl postfix python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
 busybox-static testssl.sh
 make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
