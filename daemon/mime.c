@@ -324,6 +324,22 @@ ieq(const char *a, size_t n, const char *lit)
 	return strlen(lit) == n && strncasecmp(a, lit, n) == 0;
 }
 
+/* Whether p[0..n) holds an octet >= 0x80, eight at a time. */
+static bool
+has_8bit(const char *p, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= (unsigned char)p[i];
+	return (acc & 0x8080808080808080ull) != 0;
+}
+
 /* ---- parts ------------------------------------------------------------- */
 
 static void
@@ -828,14 +844,11 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 	mimef = nl > 8 && strncasecmp(f, "content-", 8) == 0;
 	if (ieq(f, nl, "mime-version"))
 		mimef = true;
-	for (size_t i = 0; i < vl; i++) {
-		if ((unsigned char)v[i] >= 0x80) {
-			if (mimef && !decode_utf8_valid(v, vl))
-				anomaly(p, e, MIME_A_HDR_8BIT, p->foff);
-			else
-				anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
-			break;
-		}
+	if (has_8bit(v, vl)) {
+		if (mimef && !decode_utf8_valid(v, vl))
+			anomaly(p, e, MIME_A_HDR_8BIT, p->foff);
+		else
+			anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
 	}
 	if (wsp_colon && mimef)
 		anomaly(p, e, MIME_A_HDR_WSP_COLON, p->foff);
@@ -945,14 +958,15 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 	keep = lf ? seg - 1 : seg;
 	if (p->fcr && s[0] != '\n')
 		anomaly(p, e, MIME_A_BARE_CR, off - 1);
-	for (i = 0; i < keep; i++) {
-		char c = s[i];
-
-		if (c == '\r' && i + 1 < keep)
-			anomaly(p, e, MIME_A_BARE_CR, off + i);
-		if (p->fwsp && !is_wsp(c) && c != '\r')
-			p->fwsp = false;
+	for (const char *cr = s; (cr = memchr(cr, '\r', keep - (size_t)(cr - s))) != NULL; cr++) {
+		if (cr + 1 < s + keep) {
+			anomaly(p, e, MIME_A_BARE_CR, off + (uint64_t)(cr - s));
+			break;
+		}
 	}
+	for (i = 0; p->fwsp && i < keep; i++)
+		if (!is_wsp(s[i]) && s[i] != '\r')
+			p->fwsp = false;
 	field_append(p, s, keep);
 	if (keep)
 		p->fcr = s[keep - 1] == '\r';
@@ -996,22 +1010,6 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 }
 
 /* ---- bodies ------------------------------------------------------------ */
-
-/* Whether p[0..n) holds an octet >= 0x80, eight at a time. */
-static bool
-has_8bit(const char *p, size_t n)
-{
-	uint64_t acc = 0, w;
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		memcpy(&w, p + i, 8);
-		acc |= w;
-	}
-	for (; i < n; i++)
-		acc |= (unsigned char)p[i];
-	return (acc & 0x8080808080808080ull) != 0;
-}
 
 /*
  * Count decoded octets against the caller's wish, before they are handed
