@@ -216,6 +216,9 @@ parse(const char *msg, struct rec *r)
 	parse_lim(NULL, msg, strlen(msg), 0, 0, r);
 }
 
+/* A MIME message with the given Content-Type and body. */
+#define MP(ct, body) "MIME-Version: 1.0\r\nContent-Type: " ct "\r\n\r\n" body
+
 #define HAS(r, code) (((r)->anom >> (code)) & 1)
 #define PHAS(r, part, code) (((r)->panom[part] >> (code)) & 1)
 
@@ -511,6 +514,23 @@ test_folding_and_encoded_names(void **state)
 	rec_free(&r);
 }
 
+/* An attached message whose blank line is followed by the delimiter. */
+static void
+test_empty_attached_message(void **state)
+{
+	struct rec r;
+
+	(void)state;
+	parse(MP("multipart/mixed; boundary=a", "--a\r\nContent-Type: message/rfc822\r\n\r\n"
+	    "--a--\r\n"), &r);
+	assert_only(&r, 0);
+	assert_int_equal(r.nparts, 3);
+	assert_true(r.parts[1].message);
+	assert_int_equal(r.parts[2].parent, 1);
+	assert_int_equal(r.parts[2].off_start, r.parts[2].off_end);
+	rec_free(&r);
+}
+
 static void
 test_headers_only_message(void **state)
 {
@@ -589,7 +609,6 @@ struct bypass {
 	int part; /* the part that carries it, -1: any */
 };
 
-#define MP(ct, body) "MIME-Version: 1.0\r\nContent-Type: " ct "\r\n\r\n" body
 
 static const struct bypass bypasses[] = {
 	{ "boundary ends in --",
@@ -1224,6 +1243,7 @@ main(void)
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_folding_and_encoded_names),
+		cmocka_unit_test(test_empty_attached_message),
 		cmocka_unit_test(test_headers_only_message),
 		cmocka_unit_test(test_base64_large),
 		cmocka_unit_test(test_bypasses),
