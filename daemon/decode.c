@@ -755,7 +755,7 @@ word_parse(const char *in, size_t len, char *cs, size_t cssz, unsigned char *raw
 
 			if (in[k] == '_') {
 				raw[o++] = ' ';
-			} else if (in[k] == '=' && k + 2 < t1 + 1 &&
+			} else if (in[k] == '=' && k + 2 < t1 &&
 			    (h1 = hexval((unsigned char)in[k + 1], NULL)) >= 0 &&
 			    (h2 = hexval((unsigned char)in[k + 2], NULL)) >= 0) {
 				raw[o++] = (unsigned char)(h1 << 4 | h2);
