@@ -29,7 +29,8 @@
  * the whole message.
  *
  * Memory: everything is allocated by mime_new() from the limits (about
- * 4 * max_field + 10 KiB + max_depth * 1.5 KiB; ~60 KiB with the defaults)
+ * 5 * max_field + 19 KiB + (max_depth + 1) * 2.1 KiB; 96 KiB with the
+ * defaults)
  * and never grows: long fields are truncated, long lines are not buffered
  * (a line is held only while it may still be a delimiter, up to
  * MIME_CARRY_MAX octets).  BODY events for 7bit/8bit/binary parts point

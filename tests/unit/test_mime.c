@@ -39,6 +39,7 @@ struct rec {
 	unsigned nheaders;
 	char hdr[64][2][256]; /* name, value of the first headers */
 	unsigned hdr_part[64];
+	uint64_t hdr_off[64][2]; /* [off, off_end) */
 	/* mime_want: ask for want0 octets of every leaf, then once want1 more */
 	struct mime_parser *p;
 	uint64_t want0, want1;
@@ -98,6 +99,8 @@ rec_cb(void *arg, const struct mime_event *ev)
 			snprintf(r->hdr[r->nheaders][0], 256, "%.*s", (int)ev->namelen, ev->name);
 			snprintf(r->hdr[r->nheaders][1], 256, "%.*s", (int)ev->valuelen, ev->value);
 			r->hdr_part[r->nheaders] = i;
+			r->hdr_off[r->nheaders][0] = ev->off;
+			r->hdr_off[r->nheaders][1] = ev->off_end;
 		}
 		r->nheaders++;
 		break;
@@ -512,6 +515,40 @@ test_folding_and_encoded_names(void **state)
 	assert_string_equal(r.parts[1].names[0], "caf\xc3\xa9 doc.pdf");
 	assert_string_equal(r.parts[1].names[1], "evil.exe");
 	rec_free(&r);
+}
+
+/* A header field's range is the whole field, folded lines and CRLF included. */
+static void
+test_header_ranges(void **state)
+{
+	static const char msg[] = "Subject: a\r\nX-Secret: one\r\n two\r\n\tthree\r\nTo: b\r\n\r\nbody\r\n";
+	char out[256];
+	struct rec r, r2;
+	size_t n;
+
+	(void)state;
+	parse(msg, &r);
+	assert_int_equal(r.nheaders, 3);
+	assert_string_equal(r.hdr[1][0], "X-Secret");
+	assert_string_equal(r.hdr[1][1], "one two\tthree");
+	n = (size_t)(r.hdr_off[1][1] - r.hdr_off[1][0]);
+	assert_int_equal(n, strlen("X-Secret: one\r\n two\r\n\tthree\r\n"));
+	assert_memory_equal(msg + r.hdr_off[1][0], "X-Secret: one\r\n two\r\n\tthree\r\n", n);
+	/* the ranges tile the header section */
+	assert_int_equal(r.hdr_off[0][0], 0);
+	assert_int_equal(r.hdr_off[0][1], r.hdr_off[1][0]);
+	assert_int_equal(r.hdr_off[1][1], r.hdr_off[2][0]);
+	assert_int_equal(r.hdr_off[2][1] + 2, r.parts[0].off_body);
+	/* stripping it leaves a message without it */
+	memcpy(out, msg, (size_t)r.hdr_off[1][0]);
+	memcpy(out + r.hdr_off[1][0], msg + r.hdr_off[1][1], sizeof(msg) - r.hdr_off[1][1]);
+	parse(out, &r2);
+	assert_only(&r2, 0);
+	assert_int_equal(r2.nheaders, 2);
+	assert_string_equal(r2.hdr[1][0], "To");
+	assert_body(&r2, 0, "body\r\n");
+	rec_free(&r);
+	rec_free(&r2);
 }
 
 /* An attached message whose blank line is followed by the delimiter. */
@@ -1243,6 +1280,7 @@ main(void)
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_folding_and_encoded_names),
+		cmocka_unit_test(test_header_ranges),
 		cmocka_unit_test(test_empty_attached_message),
 		cmocka_unit_test(test_headers_only_message),
 		cmocka_unit_test(test_base64_large),
