@@ -1101,8 +1101,19 @@ assemble(struct decode_field *f, struct raw_param *raw, unsigned nraw, struct st
 				continue;
 			p->quoted = r->quoted;
 			p->flags |= r->flags;
-			/* RFC 6532 UTF-8 or raw octets: made valid UTF-8 */
-			final_value(p, s, NULL, (const unsigned char *)r->value, r->len, &f->flags);
+			/*
+			 * RFC 6532 UTF-8, or legacy raw octets: read as
+			 * windows-1252 then (flagged), as mail readers fall
+			 * back to, rather than as replacement characters.
+			 */
+			if (decode_utf8_valid(r->value, r->len)) {
+				final_value(p, s, NULL, (const unsigned char *)r->value, r->len,
+				    &f->flags);
+			} else {
+				p->flags |= DECODE_P_CHARSET;
+				final_value(p, s, "windows-1252", (const unsigned char *)r->value, r->len,
+				    &f->flags);
+			}
 			continue;
 		}
 		if (r->section < 0) {

@@ -62,7 +62,7 @@ static const struct {
 	[MIME_A_HDR_WSP_LINE] = { "header-blank-continuation", A,
 		"whitespace-only line in a header" },
 	[MIME_A_HDR_WSP_COLON] = { "header-space-colon", A, "whitespace before the colon" },
-	[MIME_A_HDR_8BIT] = { "header-8bit", A, "8-bit octets in a field name or MIME field" },
+	[MIME_A_HDR_8BIT] = { "header-8bit", A, "8-bit octets in a field name" },
 	[MIME_A_HDR_NUL] = { "header-nul", A, "NUL in a header" },
 	[MIME_A_BARE_CR] = { "bare-cr", A, "CR without LF in a header or delimiter" },
 	[MIME_A_BARE_LF] = { "bare-lf", A, "LF without CR in a header or delimiter" },
@@ -77,7 +77,7 @@ static const struct {
 	[MIME_A_PARTIAL] = { "message-partial", A, "message/partial" },
 	[MIME_A_NO_MIME_VERSION] = { "no-mime-version", M, "MIME fields without MIME-Version" },
 	[MIME_A_HDR_SYNTAX] = { "header-syntax", M, "invalid field name" },
-	[MIME_A_HDR_UTF8] = { "header-utf8", M, "8-bit text in a header" },
+	[MIME_A_HDR_UTF8] = { "header-8bit-value", M, "8-bit text in a header value" },
 	[MIME_A_HDR_UNTERMINATED] = { "header-unterminated", M,
 		"part header ends with the message" },
 	[MIME_A_BOUNDARY_LONG] = { "boundary-long", M, "boundary longer than 70" },
@@ -844,12 +844,14 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 	mimef = nl > 8 && strncasecmp(f, "content-", 8) == 0;
 	if (ieq(f, nl, "mime-version"))
 		mimef = true;
-	if (has_8bit(v, vl)) {
-		if (mimef && !decode_utf8_valid(v, vl))
-			anomaly(p, e, MIME_A_HDR_8BIT, p->foff);
-		else
-			anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
-	}
+	/*
+	 * 8-bit values are RFC 6532 UTF-8 or legacy octets (raw Latin-1 file
+	 * names are still common): readers may show them differently, but
+	 * the structure does not change -- a boundary, type or encoding with
+	 * 8-bit octets is flagged where it is parsed.
+	 */
+	if (has_8bit(v, vl))
+		anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
 	if (wsp_colon && mimef)
 		anomaly(p, e, MIME_A_HDR_WSP_COLON, p->foff);
 

@@ -134,7 +134,8 @@ enum mime_anomaly {
 	MIME_A_HDR_WSP_LINE,    /* a whitespace-only line in a header section: the end of the
 	                         * header to some readers, a continuation to others */
 	MIME_A_HDR_WSP_COLON,   /* "Content-Type : x": obsolete syntax some readers ignore */
-	MIME_A_HDR_8BIT,        /* 8-bit octets in a field name, or invalid UTF-8 in a MIME field */
+	MIME_A_HDR_8BIT,        /* 8-bit octets in a field name: no field to RFC 5322 readers,
+	                         * a field to lenient ones */
 	MIME_A_HDR_NUL,         /* NUL in a header: C-string readers stop there */
 	MIME_A_BARE_CR,         /* CR without LF in a header or delimiter line */
 	MIME_A_BARE_LF,         /* LF without CR in a header or delimiter line */
@@ -157,7 +158,9 @@ enum mime_anomaly {
 	/* -- malformed -- */
 	MIME_A_NO_MIME_VERSION, /* MIME fields without MIME-Version */
 	MIME_A_HDR_SYNTAX,      /* a field name with invalid octets or an empty one */
-	MIME_A_HDR_UTF8,        /* valid UTF-8 in a header (RFC 6532) */
+	MIME_A_HDR_UTF8,        /* 8-bit text in a header value (RFC 6532 UTF-8 or legacy
+	                         * octets); in a boundary, type or encoding it is flagged
+	                         * as such (BOUNDARY_CHARS, CT_SYNTAX, CTE_UNKNOWN) */
 	MIME_A_HDR_UNTERMINATED, /* a part's header section ended with the message */
 	MIME_A_BOUNDARY_LONG,   /* boundary of 71..MIME_BOUNDARY_MAX octets */
 	MIME_A_8BIT_BODY,       /* 8-bit data in a 7bit body */
