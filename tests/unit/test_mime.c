@@ -46,6 +46,8 @@ struct rec {
 	bool extended[MAXP];
 };
 
+static void tr_add(struct rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void
 tr_add(struct rec *r, const char *fmt, ...)
 {
