@@ -883,9 +883,12 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 static void
 hdr_account(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
 {
+	uint64_t before = e->hdr_bytes;
+
 	e->hdr_bytes += n;
-	if (e->hdr_bytes > p->lim.max_header)
-		anomaly(p, e, MIME_L_HEADER, off);
+	/* reported at the octet that crossed the limit: the same whatever the cuts */
+	if (e->hdr_bytes > p->lim.max_header && before <= p->lim.max_header)
+		anomaly(p, e, MIME_L_HEADER, off + (p->lim.max_header - before));
 }
 
 static void leaf_segment(struct mime_parser *p, struct ent *e, const char *s, size_t n);
