@@ -1048,7 +1048,7 @@ final_value(struct decode_param *p, struct store *s, const char *cs, const unsig
 		p->value = "";
 		p->len = 0;
 		p->flags |= DECODE_P_TRUNCATED;
-		*flags |= DECODE_P_TRUNCATED;
+		*flags |= p->flags;
 		return;
 	}
 	p->value = s->buf + s->used;
