@@ -880,15 +880,28 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 		p->seen |= SEEN_MV;
 }
 
-static void
-hdr_account(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
+/*
+ * Count header octets; returns the offset of the octet that took the
+ * section over max_header, or UINT64_MAX if these did not.
+ */
+static uint64_t
+hdr_count(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
 {
 	uint64_t before = e->hdr_bytes;
 
 	e->hdr_bytes += n;
-	/* reported at the octet that crossed the limit: the same whatever the cuts */
 	if (e->hdr_bytes > p->lim.max_header && before <= p->lim.max_header)
-		anomaly(p, e, MIME_L_HEADER, off + (p->lim.max_header - before));
+		return off + (p->lim.max_header - before);
+	return UINT64_MAX;
+}
+
+static void
+hdr_account(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
+{
+	uint64_t at = hdr_count(p, e, n, off);
+
+	if (at != UINT64_MAX)
+		anomaly(p, e, MIME_L_HEADER, at);
 }
 
 static void leaf_segment(struct mime_parser *p, struct ent *e, const char *s, size_t n);
@@ -914,6 +927,7 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 	struct ent *e = top(p);
 	const char *lf;
 	size_t seg, keep, i;
+	uint64_t cr_at, lim_at;
 
 	switch (p->hstate) {
 	case H_LINE_START:
@@ -963,19 +977,30 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 	keep = lf ? seg - 1 : seg;
 	if (p->fcr && s[0] != '\n')
 		anomaly(p, e, MIME_A_BARE_CR, off - 1);
+	/*
+	 * A bare CR and the header limit found in this run are reported in
+	 * octet order, so the events are the same however the input is cut.
+	 */
+	cr_at = UINT64_MAX;
 	for (const char *cr = s; (cr = memchr(cr, '\r', keep - (size_t)(cr - s))) != NULL; cr++) {
 		if (cr + 1 < s + keep) {
-			anomaly(p, e, MIME_A_BARE_CR, off + (uint64_t)(cr - s));
+			cr_at = off + (uint64_t)(cr - s);
 			break;
 		}
 	}
+	lim_at = hdr_count(p, e, seg, off);
+	if (lim_at < cr_at)
+		anomaly(p, e, MIME_L_HEADER, lim_at);
+	if (cr_at != UINT64_MAX)
+		anomaly(p, e, MIME_A_BARE_CR, cr_at);
+	if (lim_at != UINT64_MAX && lim_at >= cr_at)
+		anomaly(p, e, MIME_L_HEADER, lim_at);
 	for (i = 0; p->fwsp && i < keep; i++)
 		if (!is_wsp(s[i]) && s[i] != '\r')
 			p->fwsp = false;
 	field_append(p, s, keep);
 	if (keep)
 		p->fcr = s[keep - 1] == '\r';
-	hdr_account(p, e, seg, off);
 	consumed(p, s, seg);
 	if (!lf)
 		return seg;
