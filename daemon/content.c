@@ -603,11 +603,15 @@ content_end(void *txn, struct inspect_result *res)
 			.reason = t->reason, .type = t->vtype, .filename = t->vname,
 			.action = t->worst == RULE_DENY ? "denied" : "dropped",
 		};
-		char text[sizeof(res->reply)];
+		const char *nl = strchr(tpl, '\n');
+		char text[sizeof(res->reply) - 10];
 
-		tpl_render(tpl, strlen(tpl), &v, TPL_REPLY, text, sizeof(text) - 12);
+		/* a reply takes the template's first line (template.h: its reply form) */
+		tpl_render(tpl, nl ? (size_t)(nl - tpl) : strlen(tpl), &v, TPL_REPLY, text,
+		    sizeof(text));
 		res->verdict = INSPECT_DENY;
-		snprintf(res->reply, sizeof(res->reply), "554 5.7.1 %s", text);
+		snprintf(res->reply, sizeof(res->reply), "554 5.7.1 %.*s", (int)sizeof(text) - 1,
+		    text);
 		snprintf(res->reason, sizeof(res->reason), "%s", rule_action_name(t->worst));
 		res->close = t->worst != RULE_DENY;
 		res->block = t->worst == RULE_BLOCK;

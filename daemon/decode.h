@@ -112,8 +112,9 @@ size_t decode_utf8_seq(const void *p, size_t n);
  * comments, quoted strings and RFC 2231 continuations ("name*0", "name*1*")
  * and charsets ("name*=utf-8''%E2%82%AC").  The result holds the leading
  * token (lowercased, e.g. "multipart/mixed") and the parameters, each one
- * assembled and decoded to UTF-8.  A "name*" parameter and a plain "name"
- * are kept as two entries (ext differs).
+ * assembled and decoded to UTF-8 (a plain value that is not UTF-8 is read
+ * as windows-1252, flagged DECODE_P_CHARSET).  A "name*" parameter and a
+ * plain "name" are kept as two entries (ext differs).
  *
  * Syntax trouble is reported in flags; the ones mail readers disagree on
  * (which value wins, where a value ends) are DECODE_P_AMBIGUOUS.

@@ -62,7 +62,7 @@ static const struct {
 	[MIME_A_HDR_WSP_LINE] = { "header-blank-continuation", A,
 		"whitespace-only line in a header" },
 	[MIME_A_HDR_WSP_COLON] = { "header-space-colon", A, "whitespace before the colon" },
-	[MIME_A_HDR_8BIT] = { "header-8bit", A, "8-bit octets in a field name or MIME field" },
+	[MIME_A_HDR_8BIT] = { "header-8bit", A, "8-bit octets in a field name" },
 	[MIME_A_HDR_NUL] = { "header-nul", A, "NUL in a header" },
 	[MIME_A_BARE_CR] = { "bare-cr", A, "CR without LF in a header or delimiter" },
 	[MIME_A_BARE_LF] = { "bare-lf", A, "LF without CR in a header or delimiter" },
@@ -77,7 +77,7 @@ static const struct {
 	[MIME_A_PARTIAL] = { "message-partial", A, "message/partial" },
 	[MIME_A_NO_MIME_VERSION] = { "no-mime-version", M, "MIME fields without MIME-Version" },
 	[MIME_A_HDR_SYNTAX] = { "header-syntax", M, "invalid field name" },
-	[MIME_A_HDR_UTF8] = { "header-utf8", M, "8-bit text in a header" },
+	[MIME_A_HDR_UTF8] = { "header-8bit-value", M, "8-bit text in a header value" },
 	[MIME_A_HDR_UNTERMINATED] = { "header-unterminated", M,
 		"part header ends with the message" },
 	[MIME_A_BOUNDARY_LONG] = { "boundary-long", M, "boundary longer than 70" },
@@ -116,6 +116,9 @@ struct ent {
 	size_t blen;
 	char boundary[MIME_BOUNDARY_MAX + 1];
 	uint64_t hdr_bytes;
+	bool body_nul, body_8bit; /* seen in a 7bit/8bit body: reported at its end */
+	uint64_t want;            /* decoded octets the caller still wants (mime_want) */
+	bool skipped;             /* body octets were left undecoded */
 	struct decode_b64 b64;
 	struct decode_qp qp;
 };
@@ -319,6 +322,22 @@ static bool
 ieq(const char *a, size_t n, const char *lit)
 {
 	return strlen(lit) == n && strncasecmp(a, lit, n) == 0;
+}
+
+/* Whether p[0..n) holds an octet >= 0x80, eight at a time. */
+static bool
+has_8bit(const char *p, size_t n)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		acc |= w;
+	}
+	for (; i < n; i++)
+		acc |= (unsigned char)p[i];
+	return (acc & 0x8080808080808080ull) != 0;
 }
 
 /* ---- parts ------------------------------------------------------------- */
@@ -548,6 +567,9 @@ headers_done(struct mime_parser *p, bool closing)
 		push_part(p, pt->off_body);
 	} else {
 		e->state = ENT_LEAF;
+		e->body_nul = e->body_8bit = false;
+		e->want = UINT64_MAX;
+		e->skipped = false;
 		decode_b64_init(&e->b64);
 		decode_qp_init(&e->qp);
 		p->nheld = 0;
@@ -822,15 +844,14 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 	mimef = nl > 8 && strncasecmp(f, "content-", 8) == 0;
 	if (ieq(f, nl, "mime-version"))
 		mimef = true;
-	for (size_t i = 0; i < vl; i++) {
-		if ((unsigned char)v[i] >= 0x80) {
-			if (mimef && !decode_utf8_valid(v, vl))
-				anomaly(p, e, MIME_A_HDR_8BIT, p->foff);
-			else
-				anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
-			break;
-		}
-	}
+	/*
+	 * 8-bit values are RFC 6532 UTF-8 or legacy octets (raw Latin-1 file
+	 * names are still common): readers may show them differently, but
+	 * the structure does not change -- a boundary, type or encoding with
+	 * 8-bit octets is flagged where it is parsed.
+	 */
+	if (has_8bit(v, vl))
+		anomaly(p, e, MIME_A_HDR_UTF8, p->foff);
 	if (wsp_colon && mimef)
 		anomaly(p, e, MIME_A_HDR_WSP_COLON, p->foff);
 
@@ -859,12 +880,28 @@ field_end(struct mime_parser *p, struct ent *e, uint64_t end_off)
 		p->seen |= SEEN_MV;
 }
 
+/*
+ * Count header octets; returns the offset of the octet that took the
+ * section over max_header, or UINT64_MAX if these did not.
+ */
+static uint64_t
+hdr_count(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
+{
+	uint64_t before = e->hdr_bytes;
+
+	e->hdr_bytes += n;
+	if (e->hdr_bytes > p->lim.max_header && before <= p->lim.max_header)
+		return off + (p->lim.max_header - before);
+	return UINT64_MAX;
+}
+
 static void
 hdr_account(struct mime_parser *p, struct ent *e, size_t n, uint64_t off)
 {
-	e->hdr_bytes += n;
-	if (e->hdr_bytes > p->lim.max_header)
-		anomaly(p, e, MIME_L_HEADER, off);
+	uint64_t at = hdr_count(p, e, n, off);
+
+	if (at != UINT64_MAX)
+		anomaly(p, e, MIME_L_HEADER, at);
 }
 
 static void leaf_segment(struct mime_parser *p, struct ent *e, const char *s, size_t n);
@@ -890,6 +927,7 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 	struct ent *e = top(p);
 	const char *lf;
 	size_t seg, keep, i;
+	uint64_t cr_at, lim_at;
 
 	switch (p->hstate) {
 	case H_LINE_START:
@@ -939,18 +977,30 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 	keep = lf ? seg - 1 : seg;
 	if (p->fcr && s[0] != '\n')
 		anomaly(p, e, MIME_A_BARE_CR, off - 1);
-	for (i = 0; i < keep; i++) {
-		char c = s[i];
-
-		if (c == '\r' && i + 1 < keep)
-			anomaly(p, e, MIME_A_BARE_CR, off + i);
-		if (p->fwsp && !is_wsp(c) && c != '\r')
-			p->fwsp = false;
+	/*
+	 * A bare CR and the header limit found in this run are reported in
+	 * octet order, so the events are the same however the input is cut.
+	 */
+	cr_at = UINT64_MAX;
+	for (const char *cr = s; (cr = memchr(cr, '\r', keep - (size_t)(cr - s))) != NULL; cr++) {
+		if (cr + 1 < s + keep) {
+			cr_at = off + (uint64_t)(cr - s);
+			break;
+		}
 	}
+	lim_at = hdr_count(p, e, seg, off);
+	if (lim_at < cr_at)
+		anomaly(p, e, MIME_L_HEADER, lim_at);
+	if (cr_at != UINT64_MAX)
+		anomaly(p, e, MIME_A_BARE_CR, cr_at);
+	if (lim_at != UINT64_MAX && lim_at >= cr_at)
+		anomaly(p, e, MIME_L_HEADER, lim_at);
+	for (i = 0; p->fwsp && i < keep; i++)
+		if (!is_wsp(s[i]) && s[i] != '\r')
+			p->fwsp = false;
 	field_append(p, s, keep);
 	if (keep)
 		p->fcr = s[keep - 1] == '\r';
-	hdr_account(p, e, seg, off);
 	consumed(p, s, seg);
 	if (!lf)
 		return seg;
@@ -991,75 +1041,103 @@ headers_run(struct mime_parser *p, const char *s, size_t n, uint64_t off)
 
 /* ---- bodies ------------------------------------------------------------ */
 
-/* Decoded (or passed-through) octets of the top leaf. */
+/*
+ * Count decoded octets against the caller's wish, before they are handed
+ * over: a mime_want() from the BODY event then counts from there.
+ */
+static void
+want_take(struct ent *e, size_t got)
+{
+	if (e->want != UINT64_MAX)
+		e->want = got >= e->want ? 0 : e->want - got;
+}
+
+/*
+ * Decoded (or passed-through) octets of the top leaf, as long as the
+ * caller wants them; after that only counted (the delimiter scan does not
+ * need them decoded).
+ */
 static void
 leaf_data(struct mime_parser *p, struct ent *e, const char *s, size_t n)
 {
 	struct mime_part *pt = &e->part;
-	size_t got;
+	size_t got, take;
 
 	pt->raw_size += n;
-	switch (pt->cte) {
-	case MIME_CTE_BASE64:
-		while (n) {
-			size_t room = MIME_OUT_SIZE - p->nout, take;
+	while (n && e->want) {
+		size_t room = MIME_OUT_SIZE - p->nout;
 
+		switch (pt->cte) {
+		case MIME_CTE_BASE64:
 			if (room < 64) {
 				out_flush(p, e);
 				room = MIME_OUT_SIZE;
 			}
 			take = (room / 3 - 1) * 4; /* DECODE_B64_OUT(take) <= room */
+			if (e->want != UINT64_MAX) {
+				/*
+				 * Stay below the wish in bulk, then go octet by
+				 * octet: decoding stops at the same input octet
+				 * whatever the cuts, so do the anomalies.
+				 */
+				uint64_t g = (e->want - 1) / 3;
+
+				if (g < 2)
+					take = 1;
+				else if ((g - 1) * 4 < take)
+					take = (size_t)(g - 1) * 4;
+			}
 			if (take > n)
 				take = n;
 			got = decode_b64(&e->b64, s, take, p->out + p->nout);
 			p->nout += got;
-			pt->decoded_size += got;
-			s += take;
-			n -= take;
-		}
-		break;
-	case MIME_CTE_QP:
-		while (n) {
-			size_t room = MIME_OUT_SIZE - p->nout, take;
-
+			want_take(e, got);
+			break;
+		case MIME_CTE_QP:
 			if (room < DECODE_QP_OUT(64)) {
 				out_flush(p, e);
 				room = MIME_OUT_SIZE;
 			}
 			take = room - DECODE_QP_OUT(0); /* DECODE_QP_OUT(take) <= room */
+			if (e->want != UINT64_MAX) {
+				if (e->want <= DECODE_QP_OUT(0) + 1)
+					take = 1;
+				else if (e->want - 1 - DECODE_QP_OUT(0) < take)
+					take = (size_t)(e->want - 1 - DECODE_QP_OUT(0));
+			}
 			if (take > n)
 				take = n;
 			got = decode_qp(&e->qp, s, take, p->out + p->nout);
 			p->nout += got;
-			pt->decoded_size += got;
-			s += take;
-			n -= take;
-		}
-		break;
-	default:
-		if (pt->cte == MIME_CTE_7BIT || pt->cte == MIME_CTE_8BIT) {
-			unsigned char or = 0;
-
-			if (memchr(s, '\0', n))
-				anomaly(p, e, MIME_A_NUL_BODY, pt->off_body);
-			if (pt->cte == MIME_CTE_7BIT && !(pt->anomalies & 1ull << MIME_A_8BIT_BODY)) {
-				for (size_t i = 0; i < n; i++)
-					or |= (unsigned char)s[i];
-				if (or & 0x80)
-					anomaly(p, e, MIME_A_8BIT_BODY, pt->off_body);
+			want_take(e, got);
+			break;
+		default:
+			take = got = e->want < n ? (size_t)e->want : n;
+			if (pt->cte == MIME_CTE_7BIT || pt->cte == MIME_CTE_8BIT) {
+				if (!e->body_nul && memchr(s, '\0', take))
+					e->body_nul = true;
+				if (pt->cte == MIME_CTE_7BIT && !e->body_8bit)
+					e->body_8bit = has_8bit(s, take);
 			}
+			want_take(e, got);
+			/* small runs are batched; large ones are handed over in place */
+			if (take <= 512 && take <= room) {
+				memcpy(p->out + p->nout, s, take);
+				p->nout += take;
+			} else {
+				out_flush(p, e);
+				emit_body(p, e, s, take);
+			}
+			break;
 		}
-		pt->decoded_size += n;
-		/* small runs are batched; large ones are handed over in place */
-		if (n <= 512 && n <= MIME_OUT_SIZE - p->nout) {
-			memcpy(p->out + p->nout, s, n);
-			p->nout += n;
-		} else {
-			out_flush(p, e);
-			emit_body(p, e, s, n);
-		}
-		break;
+		pt->decoded_size += got;
+		s += take;
+		n -= take;
+		if (e->want == 0)
+			out_flush(p, e); /* all of the wish, now: the caller may ask for more */
 	}
+	if (n)
+		e->skipped = true;
 }
 
 /* The leaf is over: flush the decoder and report what it found. */
@@ -1070,9 +1148,14 @@ leaf_end(struct mime_parser *p, struct ent *e)
 	unsigned fl = 0;
 	size_t got = 0;
 
+	pt->skipped = e->skipped;
 	if (MIME_OUT_SIZE - p->nout < DECODE_QP_OUT(0))
 		out_flush(p, e); /* room for what the decoders still hold */
-	if (pt->cte == MIME_CTE_BASE64) {
+	if (e->skipped) {
+		/* a group cut by the skip is not an error of the sender's */
+		fl = pt->cte == MIME_CTE_BASE64 ? e->b64.flags & ~(unsigned)DECODE_F_B64_PARTIAL :
+		    pt->cte == MIME_CTE_QP ? e->qp.flags : 0;
+	} else if (pt->cte == MIME_CTE_BASE64) {
 		got = decode_b64_finish(&e->b64, p->out + p->nout);
 		fl = e->b64.flags;
 	} else if (pt->cte == MIME_CTE_QP) {
@@ -1090,6 +1173,11 @@ leaf_end(struct mime_parser *p, struct ent *e)
 		anomaly(p, e, MIME_A_QP_BAD, pt->off_body);
 	if (fl & (DECODE_F_QP_LOWER_HEX | DECODE_F_QP_LONG_WS))
 		anomaly(p, e, MIME_A_QP_SLOPPY, pt->off_body);
+	/* at the end, like the decoders' findings: the same order whatever the cuts */
+	if (e->body_8bit)
+		anomaly(p, e, MIME_A_8BIT_BODY, pt->off_body);
+	if (e->body_nul)
+		anomaly(p, e, MIME_A_NUL_BODY, pt->off_body);
 }
 
 /*
@@ -1169,7 +1257,8 @@ close_top(struct mime_parser *p, uint64_t end, bool eof)
 			anomaly(p, e, MIME_A_HDR_DELIM, end);
 		if (eof && e->part.depth > 0 && p->hany && !p->opaque)
 			anomaly(p, e, MIME_A_HDR_UNTERMINATED, end);
-		e->part.off_body = end;
+		/* the line end before a delimiter may be the one opening the body */
+		e->part.off_body = end < e->part.off_start ? e->part.off_start : end;
 		headers_done(p, true);
 	}
 	switch (e->state) {
@@ -1371,6 +1460,18 @@ mime_reset(struct mime_parser *p)
 	p->nheld = 0;
 	p->nout = 0;
 	push_part(p, 0);
+}
+
+void
+mime_want(struct mime_parser *p, uint64_t octets)
+{
+	struct ent *e;
+
+	if (p->nents == 0)
+		return;
+	e = top(p);
+	if (e->state == ENT_LEAF && !e->skipped)
+		e->want = octets;
 }
 
 void

@@ -29,7 +29,8 @@
  * the whole message.
  *
  * Memory: everything is allocated by mime_new() from the limits (about
- * 4 * max_field + 10 KiB + max_depth * 1.5 KiB; ~60 KiB with the defaults)
+ * 5 * max_field + 19 KiB + (max_depth + 1) * 2.1 KiB; 96 KiB with the
+ * defaults)
  * and never grows: long fields are truncated, long lines are not buffered
  * (a line is held only while it may still be a delimiter, up to
  * MIME_CARRY_MAX octets).  BODY events for 7bit/8bit/binary parts point
@@ -133,7 +134,8 @@ enum mime_anomaly {
 	MIME_A_HDR_WSP_LINE,    /* a whitespace-only line in a header section: the end of the
 	                         * header to some readers, a continuation to others */
 	MIME_A_HDR_WSP_COLON,   /* "Content-Type : x": obsolete syntax some readers ignore */
-	MIME_A_HDR_8BIT,        /* 8-bit octets in a field name, or invalid UTF-8 in a MIME field */
+	MIME_A_HDR_8BIT,        /* 8-bit octets in a field name: no field to RFC 5322 readers,
+	                         * a field to lenient ones */
 	MIME_A_HDR_NUL,         /* NUL in a header: C-string readers stop there */
 	MIME_A_BARE_CR,         /* CR without LF in a header or delimiter line */
 	MIME_A_BARE_LF,         /* LF without CR in a header or delimiter line */
@@ -156,7 +158,9 @@ enum mime_anomaly {
 	/* -- malformed -- */
 	MIME_A_NO_MIME_VERSION, /* MIME fields without MIME-Version */
 	MIME_A_HDR_SYNTAX,      /* a field name with invalid octets or an empty one */
-	MIME_A_HDR_UTF8,        /* valid UTF-8 in a header (RFC 6532) */
+	MIME_A_HDR_UTF8,        /* 8-bit text in a header value (RFC 6532 UTF-8 or legacy
+	                         * octets); in a boundary, type or encoding it is flagged
+	                         * as such (BOUNDARY_CHARS, CT_SYNTAX, CTE_UNKNOWN) */
 	MIME_A_HDR_UNTERMINATED, /* a part's header section ended with the message */
 	MIME_A_BOUNDARY_LONG,   /* boundary of 71..MIME_BOUNDARY_MAX octets */
 	MIME_A_8BIT_BODY,       /* 8-bit data in a 7bit body */
@@ -195,6 +199,8 @@ struct mime_part {
 	uint64_t off_start, off_body, off_end; /* off_end: valid at PART_END */
 	uint64_t raw_size;     /* body octets as transmitted (leaves) */
 	uint64_t decoded_size; /* body octets after decoding (leaves) */
+	bool skipped;          /* at PART_END: the caller wanted less (mime_want) and the
+	                        * rest was not decoded */
 	uint64_t anomalies;    /* bit (1 << code) for each code seen in this part */
 };
 
@@ -220,7 +226,7 @@ struct mime_event {
 	/* ANOMALY */
 	enum mime_anomaly anomaly;
 	/* HEADER: start of the field; ANOMALY: where it was seen (approximate
-	 * for decoding anomalies, which are reported at the part's end). */
+	 * for body and decoding anomalies, which are reported at the part's end). */
 	uint64_t off, off_end;
 };
 
@@ -237,6 +243,20 @@ void mime_reset(struct mime_parser *p);
 void mime_feed(struct mime_parser *p, const char *data, size_t len);
 /* End of message: flushes decoders, closes open parts (NO_CLOSE), PART_END for all. */
 void mime_finish(struct mime_parser *p);
+/*
+ * How many more decoded octets the caller wants from the leaf being read
+ * (every leaf starts at UINT64_MAX: all of it).  Call it from the leaf's
+ * PART_BEGIN or BODY events: a leaf hands over at least that many (a few
+ * more with base64) in BODY events, then the rest of its body is only
+ * scanned for delimiters, not decoded -- which is what makes inspection
+ * cheap when only the start of each part is looked at (libmagic), and
+ * costs nothing in structure checks.  When the wish is met the decoded
+ * data is flushed at once, so a BODY event is the moment to ask for more
+ * (an archive found in the first octets); once octets were skipped the
+ * leaf stays skipped.  The decoders' anomalies then cover only the
+ * decoded part (mime_part.skipped tells).
+ */
+void mime_want(struct mime_parser *p, uint64_t octets);
 
 /* Union of (1 << code) over the whole message so far. */
 uint64_t mime_anomalies(const struct mime_parser *p);

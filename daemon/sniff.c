@@ -223,7 +223,10 @@ read_some(struct walker *w, struct archive *a, unsigned char *buf, size_t want)
 	size_t got = 0;
 
 	while (got < want) {
-		la_ssize_t r = archive_read_data(a, buf + got, want - got);
+		/* never more than one octet past the budget, whatever the format */
+		uint64_t left = w->lim->max_total - w->res->bytes + 1;
+		size_t ask = want - got < left ? want - got : (size_t)left;
+		la_ssize_t r = archive_read_data(a, buf + got, ask);
 
 		if (r < 0)
 			return -1;

@@ -121,7 +121,8 @@ tw_newline(struct tw *w)
 {
 	tw_flush_dash(w);
 	tw_raw(w, "\r\n", 2);
-	w->col = 0;
+	if (!w->full)
+		w->col = 0;
 }
 
 /* One character of n octets. */
@@ -223,8 +224,9 @@ tpl_render(const char *tpl, size_t len, const struct tpl_vars *v, enum tpl_mode 
 		lit = i;
 	}
 	tw_feed(&w, tpl + lit, len - lit, false);
-	w.full = false;
-	tw_flush_dash(&w); /* a text ending in a lone '-' on its line */
+	/* a text ending in a lone '-' on its line; once full, nothing more
+	 * is written (a later short write could lengthen a cut line) */
+	tw_flush_dash(&w);
 	if (mode == TPL_REPLY) {
 		while (w.len > 0 && out[w.len - 1] == ' ')
 			w.len--;

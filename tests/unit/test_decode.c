@@ -457,6 +457,7 @@ static const struct fcase fcases[] = {
 	{ "a; =x; b=y", "b", "y", DECODE_P_SYNTAX, 0 },
 	{ "a b; c=d", "c", "d", DECODE_P_VALUE_JUNK, DECODE_P_JUNK },
 	{ "a; b=\xc3\xa9", "b", "\xc3\xa9", DECODE_P_8BIT, DECODE_P_CHARSET },
+	{ "a; b=\"\xe9t\xe9\"", "b", "\xc3\xa9t\xc3\xa9", DECODE_P_8BIT | DECODE_P_CHARSET, 0 },
 	{ "a; b=\"(not a comment)\"", "b", "(not a comment)", 0, ~0u },
 	{ "a; b=\"x;y\"; c=d", "b", "x;y", 0, ~0u },
 	{ "a; b=(unterminated", NULL, NULL, DECODE_P_UNTERMINATED | DECODE_P_COMMENT, 0 },
