@@ -127,6 +127,25 @@ config_defaults(struct config *c)
 	c->blocked_rate = 20;
 
 	/*
+	 * Scanners: none until configured.  clamd-max-size is clamd's own
+	 * default StreamMaxLength (25 MiB), rspamd-max-size rspamd's default
+	 * max_message (50 MiB): a larger message would only earn an error
+	 * from the scanner, so it is "too large" here without being sent.
+	 * Idle clamd connections are kept 10 s, well below clamd's default
+	 * IdleTimeout (30 s), so clamd rarely closes one under us.
+	 */
+	c->clamd.timeout = 30;
+	c->clamd.connections = 8;
+	c->clamd.queue = 256;
+	c->clamd.max_size = 25ull * 1024 * 1024;
+	c->clamd.idle_timeout = 10;
+	c->rspamd.timeout = 30;
+	c->rspamd.connections = 8;
+	c->rspamd.queue = 256;
+	c->rspamd.max_size = 50ull * 1024 * 1024;
+	c->rspamd.idle_timeout = 0; /* rspamd closes after every reply */
+
+	/*
 	 * The predefined TLS profile: TLS 1.2+, forward secrecy only, upstream
 	 * certificates validated, and failures signed by the untrusted CA so
 	 * opportunistic port-25 mail keeps flowing without ever claiming a
@@ -510,6 +529,157 @@ exception_list(struct parser *p, const char *k, char *v)
 	return 0;
 }
 
+int
+config_scan_server_parse(const char *s, struct conf_scan_server *out, char *why, size_t whylen)
+{
+	size_t len = strlen(s);
+
+	memset(out, 0, sizeof(*out));
+	if (len >= sizeof(out->text)) {
+		snprintf(why, whylen, "address too long");
+		return -1;
+	}
+	memcpy(out->text, s, len + 1);
+	if (!strncmp(s, "unix:", 5)) {
+		const char *path = s + 5;
+
+		if (path[0] != '/') {
+			snprintf(why, whylen, "unix: needs an absolute path");
+			return -1;
+		}
+		if (strlen(path) >= sizeof(out->addr.un.sun_path)) {
+			snprintf(why, whylen, "socket path longer than %zu bytes",
+			    sizeof(out->addr.un.sun_path) - 1);
+			return -1;
+		}
+		out->addr.un.sun_family = AF_UNIX;
+		memcpy(out->addr.un.sun_path, path, strlen(path) + 1);
+		out->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		return 0;
+	}
+	if (!strncmp(s, "tcp:", 4)) {
+		char host[INET6_ADDRSTRLEN + 1];
+		const char *h = s + 4, *port;
+		size_t hlen;
+		unsigned long n;
+		char *end;
+
+		if (h[0] == '[') {
+			const char *close = strchr(h, ']');
+
+			if (close == NULL || close[1] != ':') {
+				snprintf(why, whylen, "expected tcp:[IPv6]:PORT");
+				return -1;
+			}
+			hlen = (size_t)(close - h - 1);
+			h++;
+			port = close + 2;
+		} else {
+			const char *colon = strrchr(h, ':');
+
+			if (colon == NULL) {
+				snprintf(why, whylen, "expected tcp:ADDRESS:PORT");
+				return -1;
+			}
+			hlen = (size_t)(colon - h);
+			port = colon + 1;
+		}
+		if (hlen == 0 || hlen >= sizeof(host)) {
+			snprintf(why, whylen, "not an IP address");
+			return -1;
+		}
+		memcpy(host, h, hlen);
+		host[hlen] = '\0';
+		errno = 0;
+		n = isdigit((unsigned char)port[0]) ? strtoul(port, &end, 10) : 0;
+		if (errno || n == 0 || n > 65535 || *end != '\0') {
+			snprintf(why, whylen, "port must be 1..65535");
+			return -1;
+		}
+		if (s[4] != '[' && inet_pton(AF_INET, host, &out->addr.sin.sin_addr) == 1) {
+			out->addr.sin.sin_family = AF_INET;
+			out->addr.sin.sin_port = htons((uint16_t)n);
+			out->addrlen = sizeof(out->addr.sin);
+			return 0;
+		}
+		if (s[4] == '[' && inet_pton(AF_INET6, host, &out->addr.sin6.sin6_addr) == 1) {
+			out->addr.sin6.sin6_family = AF_INET6;
+			out->addr.sin6.sin6_port = htons((uint16_t)n);
+			out->addrlen = sizeof(out->addr.sin6);
+			return 0;
+		}
+		snprintf(why, whylen, "\"%s\" is not an IP address (names are never resolved; "
+		    "IPv6 in brackets)", host);
+		return -1;
+	}
+	snprintf(why, whylen, "expected unix:/PATH or tcp:ADDRESS:PORT");
+	return -1;
+}
+
+/* clamd-* and rspamd-* keys of [global]; *handled is false for others. */
+static int
+scanner_kv(struct parser *p, const char *k, char *v, bool *handled)
+{
+	struct conf_scanners *sc;
+	unsigned long n;
+	const char *item;
+
+	*handled = true;
+	if (!strncmp(k, "clamd-", 6)) {
+		sc = &p->c->clamd;
+		item = k + 6;
+	} else if (!strncmp(k, "rspamd-", 7)) {
+		sc = &p->c->rspamd;
+		item = k + 7;
+	} else {
+		*handled = false;
+		return 0;
+	}
+	if (!strcmp(item, "servers")) {
+		char *w[CONF_MAX_SCAN_SERVERS];
+		int nw = split_words(v, w, CONF_MAX_SCAN_SERVERS);
+		char why[160];
+
+		if (nw < 0)
+			return perr(p, p->line, "%s: more than %d servers", k, CONF_MAX_SCAN_SERVERS);
+		sc->n_servers = 0;
+		if (nw == 1 && !strcmp(w[0], "none"))
+			return 0;
+		for (int i = 0; i < nw; i++) {
+			if (config_scan_server_parse(w[i], &sc->servers[i], why, sizeof(why)) < 0)
+				return perr(p, p->line, "%s: \"%s\": %s", k, w[i], why);
+			for (int j = 0; j < i; j++)
+				if (!strcmp(sc->servers[j].text, w[i]))
+					return perr(p, p->line, "%s: \"%s\" listed twice", k, w[i]);
+		}
+		sc->n_servers = nw;
+	} else if (!strcmp(item, "timeout")) {
+		if (parse_uint(p, k, v, 1, 3600, &n) < 0)
+			return -1;
+		sc->timeout = (unsigned)n;
+	} else if (!strcmp(item, "connections")) {
+		if (parse_uint(p, k, v, 1, 1024, &n) < 0)
+			return -1;
+		sc->connections = (unsigned)n;
+	} else if (!strcmp(item, "queue")) {
+		if (parse_uint(p, k, v, 0, 100000, &n) < 0)
+			return -1;
+		sc->queue = (unsigned)n;
+	} else if (!strcmp(item, "max-size")) {
+		/* 1 KiB .. 4 GiB - 1: clamd's INSTREAM lengths are 32-bit */
+		if (parse_uint(p, k, v, 1024, 4294967295ul, &n) < 0)
+			return -1;
+		sc->max_size = n;
+	} else if (!strcmp(item, "idle-timeout") && sc == &p->c->clamd) {
+		if (parse_uint(p, k, v, 0, 3600, &n) < 0)
+			return -1;
+		sc->idle_timeout = (unsigned)n;
+	} else {
+		*handled = false;
+	}
+	return 0;
+}
+
 static int
 global_kv(struct parser *p, const char *k, char *v)
 {
@@ -518,6 +688,10 @@ global_kv(struct parser *p, const char *k, char *v)
 	bool handled;
 
 	if (smtp_kv(p, &c->smtp, k, v, &handled) < 0)
+		return -1;
+	if (handled)
+		return 0;
+	if (scanner_kv(p, k, v, &handled) < 0)
 		return -1;
 	if (handled)
 		return 0;
@@ -1335,6 +1509,21 @@ dump_limits(FILE *f, const struct smtp_limits *l)
 }
 
 static void
+dump_scanners(FILE *f, const char *engine, const struct conf_scanners *sc)
+{
+	fprintf(f, "%s-servers =", engine);
+	if (sc->n_servers == 0)
+		fprintf(f, " none");
+	for (int i = 0; i < sc->n_servers; i++)
+		fprintf(f, " %s", sc->servers[i].text);
+	fprintf(f, "\n%s-timeout = %u\n%s-connections = %u\n%s-queue = %u\n", engine, sc->timeout,
+	    engine, sc->connections, engine, sc->queue);
+	fprintf(f, "%s-max-size = %llu\n", engine, (unsigned long long)sc->max_size);
+	if (!strcmp(engine, "clamd"))
+		fprintf(f, "%s-idle-timeout = %u\n", engine, sc->idle_timeout);
+}
+
+static void
 dump_list(FILE *f, const char *key, const char (*names)[CONF_NAME_MAX], int n)
 {
 	fprintf(f, "%s =", key);
@@ -1388,6 +1577,8 @@ config_dump(const struct config *c, FILE *f)
 		fprintf(f, "blocked-sites-exceptions = none\n");
 	fprintf(f, "spool-dir = %s\n", c->spool_dir);
 	dump_limits(f, &c->smtp);
+	dump_scanners(f, "clamd", &c->clamd);
+	dump_scanners(f, "rspamd", &c->rspamd);
 
 	for (int i = 0; i < c->n_zones; i++) {
 		const struct conf_zone *z = &c->zones[i];

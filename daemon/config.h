@@ -10,8 +10,13 @@
  *                         classifier-user, signer-rate-limit, spoof-source,
  *                         connect-timeout, max-sessions,
  *                         max-sessions-per-client, log, blocked-sites-*,
- *                         spool-dir, and the SMTP limits, timeouts and
- *                         inspection settings (struct smtp_limits)
+ *                         spool-dir, the SMTP limits, timeouts and
+ *                         inspection settings (struct smtp_limits), and
+ *                         the content scanners (struct conf_scanners):
+ *                         clamd-servers, clamd-timeout, clamd-connections,
+ *                         clamd-queue, clamd-max-size, clamd-idle-timeout,
+ *                         rspamd-servers, rspamd-timeout,
+ *                         rspamd-connections, rspamd-queue, rspamd-max-size
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
@@ -40,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/un.h>
 
 #include "action_rules.h"
 #include "addr.h"
@@ -222,6 +228,42 @@ struct conf_action {
 	int line;
 };
 
+/*
+ * A content scanner's address, as written and parsed: "unix:/abs/path"
+ * (a stream socket; the path fits sun_path), "tcp:192.0.2.60:3310" or
+ * "tcp:[2001:db8::60]:3310".  Literal addresses only: the daemon never
+ * resolves names.
+ */
+#define CONF_MAX_SCAN_SERVERS 8
+#define CONF_SCAN_ADDR_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) + 8)
+
+struct conf_scan_server {
+	char text[CONF_SCAN_ADDR_MAX]; /* as written, for logs and status */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_un un;
+		struct sockaddr_in sin;
+		struct sockaddr_in6 sin6;
+	} addr;
+	socklen_t addrlen;
+};
+
+/*
+ * One scanning engine's servers (clamd or rspamd), tried in this order
+ * (daemon/scanner.h: least busy healthy server first, failover to the
+ * next).  Timeouts in seconds; connections, queue and idle reuse are per
+ * worker process.
+ */
+struct conf_scanners {
+	int n_servers;                 /* 0: the engine is not configured */
+	struct conf_scan_server servers[CONF_MAX_SCAN_SERVERS];
+	unsigned timeout;              /* no progress on a request: it fails */
+	unsigned connections;          /* requests at once per server */
+	unsigned queue;                /* requests waiting for a connection */
+	uint64_t max_size;             /* larger messages are "too large", never sent */
+	unsigned idle_timeout;         /* keep a finished connection this long for reuse; 0: never */
+};
+
 #define CONF_MAX_WARNINGS 16
 
 struct config {
@@ -272,6 +314,7 @@ struct config {
 	struct prefix blocked_exceptions[CONF_MAX_BLOCK_EXCEPTIONS];
 	/* held messages beyond hold-memory: unlinked files here (hold.h) */
 	char spool_dir[CONF_PATH_MAX];
+	struct conf_scanners clamd, rspamd;
 	/* non-fatal findings of the last parse: "file:line: warning: ..." */
 	int n_warnings;
 	char warnings[CONF_MAX_WARNINGS][256];
@@ -309,6 +352,12 @@ const char *noref_rule_name(const struct conf_tls_profile *p, char *buf, size_t 
 /* A DNS host name (letters, digits, '-', labels of 1..63, at most CONF_HOSTNAME_MAX). */
 bool config_valid_hostname(const char *s);
 extern const char *const certfail_class_keys[CF_COUNT];
+/*
+ * Parse one scanner address ("unix:/path", "tcp:ADDR:PORT",
+ * "tcp:[ADDR6]:PORT") into out.  Pure; returns -1 with why set.
+ */
+int config_scan_server_parse(const char *s, struct conf_scan_server *out, char *why,
+    size_t whylen);
 /* Print the effective configuration (predefined sections included) in file syntax. */
 void config_dump(const struct config *c, FILE *f);
 

@@ -6,10 +6,10 @@
 # POSIX sh, so scripts in any shell can source it.
 
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
-libnetfilter-queue-dev libcmocka-dev libcap-dev libnftables-dev libpcre2-dev libmagic-dev
-libarchive-dev nftables iptables iproute2
+libnetfilter-queue-dev libcmocka-dev libcap-dev libnftables-dev libjson-c-dev
+libpcre2-dev libmagic-dev libarchive-dev nftables iptables iproute2
 swaks openssl postfix python3-pytest python3-aiosmtpd clang libclang-rt-14-dev
-libopendkim-dev
+libopendkim-dev clamav-daemon rspamd
 busybox-static testssl.sh
 make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
 qemu-system-x86 ovmf openssh-client"

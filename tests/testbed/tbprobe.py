@@ -3,12 +3,16 @@
 
 Usage: tbprobe.py banner ADDR PORT [TIMEOUT]
        tbprobe.py ehlo ADDR PORT [TIMEOUT]
+       tbprobe.py clamd SOCKET|ADDR PORT [TIMEOUT]
+       tbprobe.py rspamd SOCKET|ADDR PORT [TIMEOUT]
 
 banner connects to ADDR:PORT (IPv4 or IPv6 literal), reads the greeting,
 answers QUIT and exits 0 if the greeting starts with 220; prints the
 greeting.  ehlo also sends EHLO and prints the EHLO keywords, one a line
 (upper case, without parameters); exits 0 on a 250 reply.  Both exit 1 on
-any failure.  Run them inside a namespace with `ip netns exec`.
+any failure.  clamd sends zPING and wants PONG; rspamd asks GET /ping
+and wants a 200 (SOCKET: a path, "-" for PORT); both exit 0 only then.
+Run them inside a namespace with `ip netns exec`.
 """
 
 import socket
@@ -60,7 +64,48 @@ def ehlo(addr, port, timeout):
         return [l[4:].split(" ")[0].upper() for l in reply[1:]]
 
 
+def scanner_connect(where, port, timeout):
+    if where.startswith("/"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(where)
+        return s
+    return socket.create_connection((where, int(port)), timeout=timeout)
+
+
+def read_all(s, done):
+    data = b""
+    while not done(data):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def clamd_ping(where, port, timeout):
+    with scanner_connect(where, port, timeout) as s:
+        s.sendall(b"zPING\0")
+        return read_all(s, lambda d: b"\0" in d) == b"PONG\0"
+
+
+def rspamd_ping(where, port, timeout):
+    with scanner_connect(where, port, timeout) as s:
+        s.sendall(b"GET /ping HTTP/1.0\r\nHost: rspamd\r\n\r\n")
+        data = read_all(s, lambda d: False)
+        return data.startswith(b"HTTP/1.") and data[8:12] == b" 200"
+
+
 def main(argv):
+    if len(argv) >= 4 and argv[1] in ("clamd", "rspamd"):
+        timeout = float(argv[4]) if len(argv) > 4 else 2.0
+        probe = clamd_ping if argv[1] == "clamd" else rspamd_ping
+        try:
+            ok = probe(argv[2], argv[3], timeout)
+        except OSError as e:
+            print(f"{argv[1]} {argv[2]} {argv[3]}: {e}", file=sys.stderr)
+            return 1
+        return 0 if ok else 1
     if len(argv) >= 4 and argv[1] == "ehlo":
         timeout = float(argv[4]) if len(argv) > 4 else 2.0
         try:

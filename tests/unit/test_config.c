@@ -432,6 +432,44 @@ static const struct {
 	{"[global]\nsigner-rate-limit = -1\n",
 	    NAME ":2: signer-rate-limit: \"-1\" is not a number"},
 
+	/* [global] scanners */
+	{"[global]\nclamd-servers = /run/clamav/clamd.ctl\n",
+	    NAME ":2: clamd-servers: \"/run/clamav/clamd.ctl\": expected unix:/PATH or tcp:ADDRESS:PORT"},
+	{"[global]\nclamd-servers = unix:clamd.ctl\n",
+	    NAME ":2: clamd-servers: \"unix:clamd.ctl\": unix: needs an absolute path"},
+	{"[global]\nrspamd-servers = tcp:localhost:11333\n",
+	    NAME ":2: rspamd-servers: \"tcp:localhost:11333\": \"localhost\" is not an IP address "
+	    "(names are never resolved; IPv6 in brackets)"},
+	{"[global]\nrspamd-servers = tcp:2001:db8::1:11333\n",
+	    NAME ":2: rspamd-servers: \"tcp:2001:db8::1:11333\": \"2001:db8::1\" is not an IP "
+	    "address (names are never resolved; IPv6 in brackets)"},
+	{"[global]\nrspamd-servers = tcp:[192.0.2.1]:11333\n",
+	    NAME ":2: rspamd-servers: \"tcp:[192.0.2.1]:11333\": \"192.0.2.1\" is not an IP "
+	    "address (names are never resolved; IPv6 in brackets)"},
+	{"[global]\nclamd-servers = tcp:[2001:db8::1]3310\n",
+	    NAME ":2: clamd-servers: \"tcp:[2001:db8::1]3310\": expected tcp:[IPv6]:PORT"},
+	{"[global]\nclamd-servers = tcp:192.0.2.60\n",
+	    NAME ":2: clamd-servers: \"tcp:192.0.2.60\": expected tcp:ADDRESS:PORT"},
+	{"[global]\nclamd-servers = tcp::3310\n",
+	    NAME ":2: clamd-servers: \"tcp::3310\": not an IP address"},
+	{"[global]\nclamd-servers = tcp:192.0.2.60:0\n",
+	    NAME ":2: clamd-servers: \"tcp:192.0.2.60:0\": port must be 1..65535"},
+	{"[global]\nclamd-servers = tcp:192.0.2.60:65536\n",
+	    NAME ":2: clamd-servers: \"tcp:192.0.2.60:65536\": port must be 1..65535"},
+	{"[global]\nclamd-servers = tcp:192.0.2.60:33x\n",
+	    NAME ":2: clamd-servers: \"tcp:192.0.2.60:33x\": port must be 1..65535"},
+	{"[global]\nclamd-servers = tcp:192.0.2.60:3310 tcp:192.0.2.60:3310\n",
+	    NAME ":2: clamd-servers: \"tcp:192.0.2.60:3310\" listed twice"},
+	{"[global]\nclamd-servers = unix:/a unix:/b unix:/c unix:/d unix:/e unix:/f unix:/g unix:/h "
+	    "unix:/i\n", NAME ":2: clamd-servers: more than 8 servers"},
+	{"[global]\nclamd-timeout = 0\n", NAME ":2: clamd-timeout: 0 is out of range (1..3600)"},
+	{"[global]\nrspamd-connections = 0\n",
+	    NAME ":2: rspamd-connections: 0 is out of range (1..1024)"},
+	{"[global]\nclamd-max-size = 100\n",
+	    NAME ":2: clamd-max-size: 100 is out of range (1024..4294967295)"},
+	{"[global]\nrspamd-idle-timeout = 5\n", NAME ":2: unknown key \"rspamd-idle-timeout\" in [global]"},
+	{"[global]\nclamd-colour = red\n", NAME ":2: unknown key \"clamd-colour\" in [global]"},
+
 	/* [zone] */
 	{"[zone]\n", NAME ":1: [zone NAME]: \"\" is not a valid name"},
 	{"[zone a b]\n", NAME ":1: [zone NAME]: \"a b\" is not a valid name"},
@@ -546,6 +584,72 @@ static const struct {
 	    NAME ":7: policy p: TLS Support required needs content inspection, but action plain has "
 	    "tls-action drop (set tls-action = inspect, or tls-support = disabled)"},
 };
+
+/* Scanner servers and limits; what smtpgw -D prints parses back the same. */
+static void
+test_scanners(void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	struct conf_scanners clamd;
+
+	parse_ok("[global]\n");
+	assert_int_equal(conf->clamd.n_servers, 0);
+	assert_int_equal(conf->clamd.max_size, 25 * 1024 * 1024);
+	assert_int_equal(conf->clamd.timeout, 30);
+	assert_int_equal(conf->clamd.idle_timeout, 10);
+	assert_int_equal(conf->rspamd.max_size, 50 * 1024 * 1024);
+	assert_int_equal(conf->rspamd.idle_timeout, 0);
+
+	parse_ok("[global]\n"
+	    "clamd-servers = unix:/run/clamav/clamd.ctl tcp:198.51.100.60:3310 tcp:[2001:db8::60]:3310\n"
+	    "clamd-timeout = 20\nclamd-connections = 4\nclamd-queue = 0\n"
+	    "clamd-max-size = 10485760\nclamd-idle-timeout = 0\n"
+	    "rspamd-servers = tcp:127.0.0.1:11333\nrspamd-timeout = 15\nrspamd-max-size = 2048\n");
+	assert_int_equal(conf->clamd.n_servers, 3);
+	assert_string_equal(conf->clamd.servers[0].text, "unix:/run/clamav/clamd.ctl");
+	assert_int_equal(conf->clamd.servers[0].addr.sa.sa_family, AF_UNIX);
+	assert_string_equal(conf->clamd.servers[0].addr.un.sun_path, "/run/clamav/clamd.ctl");
+	assert_int_equal(conf->clamd.servers[1].addr.sa.sa_family, AF_INET);
+	assert_int_equal(ntohs(conf->clamd.servers[1].addr.sin.sin_port), 3310);
+	assert_int_equal(conf->clamd.servers[1].addrlen, sizeof(struct sockaddr_in));
+	assert_int_equal(conf->clamd.servers[2].addr.sa.sa_family, AF_INET6);
+	assert_int_equal(conf->clamd.servers[2].addrlen, sizeof(struct sockaddr_in6));
+	assert_int_equal(conf->clamd.timeout, 20);
+	assert_int_equal(conf->clamd.connections, 4);
+	assert_int_equal(conf->clamd.queue, 0);
+	assert_int_equal(conf->clamd.max_size, 10485760);
+	assert_int_equal(conf->clamd.idle_timeout, 0);
+	assert_int_equal(conf->rspamd.n_servers, 1);
+	assert_int_equal(conf->rspamd.timeout, 15);
+	assert_int_equal(conf->rspamd.max_size, 2048);
+
+	/* the dump's scanner lines parse back to the same settings */
+	clamd = conf->clamd;
+	f = open_memstream(&text, &len);
+	assert_non_null(f);
+	config_dump(conf, f);
+	fclose(f);
+	assert_non_null(strstr(text, "clamd-servers = unix:/run/clamav/clamd.ctl "
+	    "tcp:198.51.100.60:3310 tcp:[2001:db8::60]:3310\n"));
+	assert_non_null(strstr(text, "clamd-idle-timeout = 0\n"));
+	{
+		char again[4096] = "[global]\n";
+		size_t o = strlen(again);
+
+		for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+			if (!strncmp(line, "clamd-", 6) || !strncmp(line, "rspamd-", 7))
+				o += (size_t)snprintf(again + o, sizeof(again) - o, "%s\n", line);
+		parse_ok(again);
+	}
+	free(text);
+	assert_memory_equal(&conf->clamd, &clamd, sizeof(clamd));
+
+	/* "none" empties a list (what the dump writes for no servers) */
+	parse_ok("[global]\nrspamd-servers = tcp:192.0.2.1:1\nrspamd-servers = none\n");
+	assert_int_equal(conf->rspamd.n_servers, 0);
+}
 
 /* Actions inherit [global]'s limits; predefined ones follow them; the warning rule. */
 static void
@@ -757,6 +861,7 @@ main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_reference_name_keys),
 		cmocka_unit_test(test_actions_and_profiles),
+		cmocka_unit_test(test_scanners),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_line_length),
 		cmocka_unit_test(test_file_too_large),

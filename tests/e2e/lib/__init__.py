@@ -11,4 +11,6 @@ re-exports every name here, so a test file imports from conftest.
   x509            openssl s_client / x509 / verify wrappers
   testbed         Testbed (the tests/testbed/testbed driver), MxSession
   gateway_config  edits of the gateway's smtpgw.conf, applied by a restart
+  scanners        the testbed's clamd / rspamd, test messages for them, scanclient
+                  (imported by the test_scanner_* files themselves)
 """
