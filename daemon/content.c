@@ -173,8 +173,20 @@ add_strip(struct content_txn *t, const struct mime_part *p, const char *reason, 
 
 /* Apply one ruleset to an item of a part (or of the message's headers). */
 static void
+check_as(struct content_txn *t, enum arules_kind kind, const char *item, size_t len,
+    const struct mime_part *p, const struct mime_event *hdr, const char *shown);
+
+static void
 check(struct content_txn *t, enum arules_kind kind, const char *item, size_t len,
     const struct mime_part *p, const struct mime_event *hdr)
+{
+	check_as(t, kind, item, len, p, hdr, NULL);
+}
+
+/* shown: how the deny message names the item (an archive entry: "archive: entry"). */
+static void
+check_as(struct content_txn *t, enum arules_kind kind, const char *item, size_t len,
+    const struct mime_part *p, const struct mime_event *hdr, const char *shown)
 {
 	const struct ruleset *rs = arules_rs(t->r, kind);
 	struct rule_result res;
@@ -211,12 +223,13 @@ check(struct content_txn *t, enum arules_kind kind, const char *item, size_t len
 			return;
 		}
 		add_strip(t, p, reason, kind == AR_CONTENT_TYPE ? item : NULL,
-		    kind == AR_FILENAME ? item : NULL);
-		raise_to(t, RULE_STRIP, res.flags, reason, p->type, p->nnames ? p->names[0] : NULL);
+		    shown ? shown : kind == AR_FILENAME ? item : NULL);
+		raise_to(t, RULE_STRIP, res.flags, reason, p->type,
+		    shown ? shown : p->nnames ? p->names[0] : NULL);
 		return;
 	}
 	raise_to(t, res.action, res.flags, reason, p ? p->type : NULL,
-	    p && p->nnames ? p->names[0] : NULL);
+	    shown ? shown : p && p->nnames ? p->names[0] : NULL);
 }
 
 /* A setting's action (on-ambiguous, on-archive-unopenable) for a part. */
@@ -259,16 +272,21 @@ entry_cb(void *arg, const struct sniff_entry *en)
 {
 	struct walk *w = arg;
 
+	char shown[MIME_NAME_MAX];
+
 	if (en->dir)
 		return;
+	/* cut to fit (both come from the mail): never longer than a name */
+	snprintf(shown, sizeof(shown), "%.120s: %.120s",
+	    w->p->nnames ? w->p->names[0] : "archive", en->name ? en->name : "?");
 	if (en->name && en->name[0]) {
 		/* the entry's base name, as a file name rule sees an attachment's */
 		const char *base = strrchr(en->name, '/');
 		base = base ? base + 1 : en->name;
-		check(w->t, AR_FILENAME, base, strlen(base), w->p, NULL);
+		check_as(w->t, AR_FILENAME, base, strlen(base), w->p, NULL, shown);
 	}
 	if (en->type && en->type[0])
-		check(w->t, AR_CONTENT_TYPE, en->type, strlen(en->type), w->p, NULL);
+		check_as(w->t, AR_CONTENT_TYPE, en->type, strlen(en->type), w->p, NULL, shown);
 }
 
 static void
@@ -281,6 +299,14 @@ leaf_end(struct content_txn *t, const struct mime_part *p)
 	if (t->head_sniffed && t->sniffed[0] && strcmp(t->sniffed, p->type) != 0 &&
 	    strcmp(t->sniffed, "application/octet-stream") != 0)
 		check(t, AR_CONTENT_TYPE, t->sniffed, strlen(t->sniffed), p, NULL);
+	/* a small archive: all of it is in head already (no early sniff asked for more) */
+	if (!t->arch_want && sniffer && t->head_sniffed && t->headlen < CONTENT_HEAD &&
+	    sniff_is_archive(t->sniffed)) {
+		t->arch_want = true;
+		t->arch = xmalloc(t->headlen ? t->headlen : 1);
+		memcpy(t->arch, t->head, t->headlen);
+		t->archlen = t->archcap = t->headlen;
+	}
 	if (t->arch_want && sniffer) {
 		struct sniff_result sr;
 		struct walk w = { t, p };
