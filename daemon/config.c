@@ -32,8 +32,9 @@ enum section {
 };
 
 #define PREDEFINED_PROFILE "TLS-SMTP.Standard"
+#define PREDEFINED_INCOMING "SMTP-Incoming.Standard"
 static const char *const predefined_actions[] = {
-	"SMTP-Incoming.Standard",
+	PREDEFINED_INCOMING,
 	"SMTP-Outgoing.Standard",
 };
 
@@ -279,6 +280,32 @@ config_limits(const struct config *c, int policy)
 	const struct conf_action *a = config_action_of(c, policy);
 
 	return a ? &a->smtp : &c->smtp;
+}
+
+const struct action_rules *
+config_rules(const struct conf_action *a)
+{
+	static struct action_rules *none;
+
+	if (a->rules)
+		return a->rules;
+	if (a->predefined)
+		return arules_predefined(!strcmp(a->name, PREDEFINED_INCOMING));
+	/* no settings at all: nothing matched, everything allowed (built once) */
+	if (none == NULL) {
+		none = arules_new();
+		arules_resolve(none, NULL);
+	}
+	return none;
+}
+
+void
+config_free(struct config *c)
+{
+	for (int i = 0; i < c->n_actions; i++) {
+		arules_free(c->actions[i].rules);
+		c->actions[i].rules = NULL;
+	}
 }
 
 const char *
@@ -918,6 +945,20 @@ action_kv(struct parser *p, const char *k, char *v)
 		return parse_encryption(p, k, v, &a->recipient_enc);
 	if (!strcmp(k, "allow-cleartext-relay"))
 		return parse_bool(p, k, v, &a->allow_cleartext_relay);
+	/* The content-inspection settings (rulesets and the rest). */
+	char err[400];
+	bool fresh = a->rules == NULL;
+	if (fresh)
+		a->rules = arules_new();
+	int rc = arules_kv(a->rules, k, v, (unsigned)p->line, err, sizeof(err));
+	if (rc > 0)
+		return 0;
+	if (fresh) {
+		arules_free(a->rules);
+		a->rules = NULL;
+	}
+	if (rc < 0)
+		return perr(p, p->line, "[action %s] %s", a->name, err);
 	return perr(p, p->line, "unknown key \"%s\" in [action %s]", k, a->name);
 }
 
@@ -1181,6 +1222,48 @@ resolve_zones(struct parser *p, int line, const char *what, char names[][CONF_NA
 	return 0;
 }
 
+/*
+ * rules-from: an action takes every inspection setting it does not set
+ * itself from the named action (which may take its own from another).
+ * Resolved once here, in dependency order; a loop is an error.
+ */
+static int
+resolve_one(struct parser *p, int i, unsigned char *state)
+{
+	struct config *c = p->c;
+	struct conf_action *a = &c->actions[i];
+	const struct action_rules *from = NULL;
+
+	if (state[i] == 2 || a->rules == NULL)
+		return 0;
+	if (state[i] == 1)
+		return perr(p, a->line, "action %s: rules-from makes a loop", a->name);
+	state[i] = 1;
+	if (a->rules->rules_from[0]) {
+		int j = config_action_index(c, a->rules->rules_from);
+		if (j < 0)
+			return perr(p, a->line, "action %s: rules-from names \"%s\", which is not a "
+			    "proxy action", a->name, a->rules->rules_from);
+		if (resolve_one(p, j, state) < 0)
+			return -1;
+		from = config_rules(&c->actions[j]);
+	}
+	arules_resolve(a->rules, from);
+	state[i] = 2;
+	return 0;
+}
+
+static int
+resolve_rules(struct parser *p)
+{
+	unsigned char state[CONF_MAX_ACTIONS] = { 0 };
+
+	for (int i = 0; i < p->c->n_actions; i++)
+		if (resolve_one(p, i, state) < 0)
+			return -1;
+	return 0;
+}
+
 static int
 validate(struct parser *p)
 {
@@ -1230,6 +1313,8 @@ validate(struct parser *p)
 	for (int i = 0; i < c->n_actions; i++)
 		if (c->actions[i].predefined)
 			c->actions[i].smtp = c->smtp;
+	if (resolve_rules(p) < 0)
+		return -1;
 	for (int i = 0; i < c->n_actions; i++) {
 		struct conf_action *a = &c->actions[i];
 
@@ -1282,8 +1367,23 @@ validate(struct parser *p)
 	return 0;
 }
 
+static int parse_text(struct config *c, const char *name, const char *text, size_t len,
+    char *err, size_t errlen);
+
 int
 config_parse(struct config *c, const char *name, const char *text, size_t len, char *err,
+    size_t errlen)
+{
+	int rc = parse_text(c, name, text, len, err, errlen);
+
+	/* A refused file leaves nothing allocated behind. */
+	if (rc < 0)
+		config_free(c);
+	return rc;
+}
+
+static int
+parse_text(struct config *c, const char *name, const char *text, size_t len, char *err,
     size_t errlen)
 {
 	struct parser p = {
@@ -1519,6 +1619,8 @@ config_dump(const struct config *c, FILE *f)
 		    encryption_name(a->sender_enc), encryption_name(a->recipient_enc));
 		fprintf(f, "allow-cleartext-relay = %s\n", a->allow_cleartext_relay ? "yes" : "no");
 		dump_limits(f, &a->smtp);
+		if (a->predefined || a->rules)
+			arules_dump(config_rules(a), f);
 	}
 	for (int i = 0; i < c->n_policies; i++) {
 		const struct conf_policy *p = &c->policies[i];

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <sys/un.h>
 
+#include "action_rules.h"
 #include "addr.h"
 #include "log.h"
 
@@ -219,6 +220,11 @@ struct conf_action {
 	enum tls_encryption recipient_enc; /* upstream leg */
 	bool allow_cleartext_relay;     /* TLS to the client, cleartext upstream */
 	struct smtp_limits smtp;
+	/*
+	 * Content-inspection settings (action_rules.h): owned, NULL when the
+	 * section sets none (predefined actions: NULL too, see config_rules()).
+	 */
+	struct action_rules *rules;
 	int line;
 };
 
@@ -315,6 +321,8 @@ struct config {
 };
 
 void config_defaults(struct config *c);
+/* Release what a parse allocated (the actions' rules); c may be parsed again. */
+void config_free(struct config *c);
 /*
  * Parse a whole file's text.  name is used in messages.  On error returns -1
  * and writes "NAME:LINE: what is wrong" into err.
@@ -334,6 +342,8 @@ int config_profile_index(const struct config *c, const char *name);
 /* The limits for a session under policy index p (global ones for -1). */
 const struct smtp_limits *config_limits(const struct config *c, int policy);
 const struct conf_action *config_action_of(const struct config *c, int policy);
+/* The content-inspection settings in effect for an action (never NULL). */
+const struct action_rules *config_rules(const struct conf_action *a);
 const char *tls_action_name(enum tls_action a);
 const char *encryption_name(enum tls_encryption e);
 const char *certfail_action_name(enum certfail_action a);

@@ -85,6 +85,11 @@ struct inspect_result {
 	enum inspect_verdict verdict;
 	char reply[256]; /* SMTP reply without CRLF, for DENY / TEMPFAIL */
 	char reason[64]; /* short token for the log */
+	/*
+	 * DENY only: the session ends after the reply (a rule's drop), and
+	 * the client's address goes on the blocked sites list (block).
+	 */
+	bool close, block;
 	struct inspect_edit *edits; /* ALLOW of a held message; see inspect_result_edit() */
 	unsigned nedits;
 	size_t edit_text;           /* octets of text in all edits */

@@ -117,6 +117,47 @@ log_sid(enum log_level lvl, uint64_t sid, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Alarms: at most ALARM_BURST a second per process, then one summary per
+ * second with the count dropped.  The syslog ident is switched for the
+ * line (openlog keeps no state a line could race with: one thread).
+ */
+#define ALARM_BURST 20
+
+void
+log_alarm(uint64_t sid, const char *fmt, ...)
+{
+	static uint64_t window;
+	static unsigned sent, dropped;
+	uint64_t now = now_ms() / 1000;
+	char line[1800];
+	va_list ap;
+
+	if (now != window) {
+		if (dropped)
+			log_msg(LOG_LVL_WARN, "alarm suppressed=%u window_ms=1000", dropped);
+		window = now;
+		sent = dropped = 0;
+	}
+	if (sent >= ALARM_BURST) {
+		dropped++;
+		return;
+	}
+	sent++;
+	va_start(ap, fmt);
+	(void)vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (log_target == LOG_TO_SYSLOG) {
+		closelog();
+		openlog("smtpgw-alarm", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		syslog(LOG_ALERT, "%012llx alarm %s", (unsigned long long)sid, line);
+		closelog();
+		openlog("smtpgw", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		return;
+	}
+	log_sid(LOG_LVL_WARN, sid, "alarm %s", line);
+}
+
 /* ---- quoting ---- */
 
 /* A byte that may stand in a bare token. */

@@ -98,6 +98,14 @@ void log_limit_flush(struct log_limit *l, uint64_t sid);
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 void log_debug(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/*
+ * An alarm: an event the admin asked to be told about (a rule flagged
+ * "alarm").  Logged like log_sid() as "<sid> alarm <fmt...>", and, when
+ * logging to syslog, under the ident "smtpgw-alarm" (its own tag, so a
+ * syslog rule can route alarms) at LOG_ALERT.  Rate-limited per process:
+ * a sender can trigger alarms at will.
+ */
+void log_alarm(uint64_t sid, const char *fmt, ...) PRINTF_LIKE(2, 3);
 /* Debug lines are wanted (-d): callers skip building them otherwise. */
 bool log_debug_enabled(void);
 

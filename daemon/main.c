@@ -31,9 +31,11 @@
 
 #include "blocked.h"
 #include "config.h"
+#include "content.h"
 #include "fdlimit.h"
 #include "quota.h"
 #include "signer.h"
+#include "stats.h"
 #include "tls.h"
 #include "listen.h"
 #include "log.h"
@@ -296,6 +298,7 @@ spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 	}
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
+		stats_use_slot((unsigned)slot);
 		child_run(role, g, ready_fd, standby);
 	}
 	children[slot].pid = pid;
@@ -425,6 +428,7 @@ gen_free(struct gen *g)
 	}
 	signer_free(g->signer);
 	tls_material_free(&g->tls);
+	config_free(g->conf);
 	free(g->conf);
 	free(g);
 }
@@ -534,6 +538,10 @@ status_refresh(void)
 		st.signer_pid = 0;
 	st.workers_expected = cur ? worker_count(cur->conf) : 0;
 	st.sessions = quota_total();
+	st.inspected = stats_sum(STAT_INSPECTED);
+	st.inspect_denied = stats_sum(STAT_DENIED);
+	st.inspect_stripped = stats_sum(STAT_STRIPPED);
+	st.alarms = stats_sum(STAT_ALARMS);
 	st.seq++;
 	if (status_write(statusfile, &st, err, sizeof(err)) < 0) {
 		if (!warned)
@@ -563,17 +571,20 @@ reload(const char *path, char *why, size_t whylen)
 
 	why[0] = '\0';
 	if (config_load(nc, path, err, sizeof(err)) < 0) {
+		config_free(nc);
 		free(nc);
 		goto rejected;
 	}
 	if (nc->listen_port != oc->listen_port || nc->queue != oc->queue ||
 	    strcmp(nc->user, oc->user) != 0) {
 		snprintf(err, sizeof(err), "listen-port, queue and user change only on restart");
+		config_free(nc);
 		free(nc);
 		goto rejected;
 	}
 	if (fdlimit_raise(nc->max_sessions, false, serr, sizeof(serr)) < 0) {
 		snprintf(err, sizeof(err), "%s: %s", path, serr);
+		config_free(nc);
 		free(nc);
 		goto rejected;
 	}
@@ -765,6 +776,10 @@ check_config(struct config *c, const char *path)
 		fprintf(stderr, "smtpgw: %s: %s\n", path, err);
 		return 1;
 	}
+	if (content_init(NULL, err, sizeof(err)) < 0) {
+		fprintf(stderr, "smtpgw: content inspection: %s\n", err);
+		return 1;
+	}
 	if (warn[0])
 		fprintf(stderr, "smtpgw: %s\n", warn);
 	for (int i = 0; i < 2; i++)
@@ -836,8 +851,13 @@ main(int argc, char **argv)
 		log_err("%s: %s", path, err);
 		return 1;
 	}
-	if (quota_init(MAX_CHILDREN) < 0) {
+	if (quota_init(MAX_CHILDREN) < 0 || stats_init(MAX_CHILDREN) < 0) {
 		log_err("session limits: cannot map shared memory: %s", strerror(errno));
+		return 1;
+	}
+	/* The magic database, once, before any fork: the workers share its pages. */
+	if (content_init(NULL, err, sizeof(err)) < 0) {
+		log_err("content inspection setup error=\"%s\"", err);
 		return 1;
 	}
 	lfds[0] = listen_transparent(AF_INET, conf->listen_port, err, sizeof(err));

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "content.h"
 #include "quota.h"
 #include "log.h"
 #include "session.h"
@@ -246,7 +247,7 @@ session_start(int fd, const union sockaddr_any *client, const union sockaddr_any
 	io_set_lowat(s->client.io, LEG_OUT_LOWAT);
 	/* Nothing is read from the client before the upstream connection is up. */
 	io_pause(s->client.io);
-	new_engine(s, NULL);
+	new_engine(s, &inspect_content);
 	/* Port 465: TLS from the first byte (the handshake waits for the upstream's). */
 	if (addr_port(orig_dst) == 465) {
 		const struct conf_action *a = config_action_of(conf, mf->policy);

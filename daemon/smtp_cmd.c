@@ -13,8 +13,11 @@
 
 #include <openssl/crypto.h>
 
+#include "action_rules.h"
 #include "log.h"
 #include "smtp_int.h"
+#include "stats.h"
+#include "template.h"
 #include "util.h"
 
 /* The transaction states a command may be allowed in. */
@@ -90,6 +93,144 @@ cmd_refuse(struct smtp_engine *e, const struct smtp_cmd *cmd, const char *reply)
 	reply_local(e, 0, reply);
 }
 
+/* The action's inspection settings (none without an action: allow everything). */
+static const struct action_rules *
+rules(const struct smtp_engine *e)
+{
+	const struct conf_action *a = smtp_action(e);
+
+	return a ? config_rules(a) : NULL;
+}
+
+/*
+ * The reply for an item a rule refused: the first line of the action's
+ * deny message (its reply form, template.h) after code and status.
+ */
+static void
+deny_reply(const struct smtp_engine *e, const char *code, const char *reason, char *out,
+    size_t outsz)
+{
+	const struct action_rules *r = rules(e);
+	const char *tpl = r && r->deny_message[0] ? r->deny_message : tpl_default;
+	const char *nl = strchr(tpl, '\n');
+	struct tpl_vars v = { .reason = reason, .action = "denied" };
+	char text[300];
+
+	tpl_render(tpl, nl ? (size_t)(nl - tpl) : strlen(tpl), &v, TPL_REPLY, text, sizeof(text));
+	snprintf(out, outsz, "%s %s", code, text);
+}
+
+/*
+ * Run item through the action's ruleset of this kind.  Returns true when
+ * the command must not go on: it was refused (deny: the session goes on)
+ * or the session is ending (drop, block: 421 and close).
+ */
+static bool
+rule_refuses(struct smtp_engine *e, enum arules_kind kind, const char *what, const char *item)
+{
+	const struct action_rules *r = rules(e);
+	struct rule_result res;
+	char q[LOG_QUOTE_SIZE(SMTP_PATH_MAX + 2)], rq[LOG_QUOTE_SIZE(RULE_PATTERN_MAX + 40)];
+	char rule[RULE_PATTERN_MAX + 40], reason[400], reply[400];
+
+	if (r == NULL)
+		return false;
+	res = ruleset_match(arules_rs(r, kind), item, strlen(item));
+	if (res.action == RULE_ALLOW && !(res.flags & (RULE_F_LOG | RULE_F_ALARM)) && !res.error)
+		return false;
+	log_quote_str(q, sizeof(q), item);
+	if (res.rule)
+		rule_format(res.rule, rule, sizeof(rule));
+	else
+		snprintf(rule, sizeof(rule), "default");
+	log_quote_str(rq, sizeof(rq), rule);
+	log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id, "smtp rule ruleset=%s item=%s rule=%s action=%s",
+	    arules_kind_key(kind), q, rq, rule_action_name(res.action));
+	if (res.flags & RULE_F_ALARM) {
+		log_alarm(e->id, "ruleset=%s item=%s rule=%s action=%s", arules_kind_key(kind), q, rq,
+		    rule_action_name(res.action));
+		stats_add(STAT_ALARMS, 1);
+	}
+	if (res.action == RULE_ALLOW || res.action == RULE_STRIP)
+		return false;
+	snprintf(reason, sizeof(reason), "%s %s is not allowed", what, item);
+	if (res.action == RULE_DENY) {
+		deny_reply(e, "550 5.7.1", reason, reply, sizeof(reply));
+		reply_local(e, 0, reply);
+		return true;
+	}
+	/* drop / block: the session ends; the client may try again later (421) */
+	deny_reply(e, "421 4.7.1", reason, reply, sizeof(reply));
+	reply_local(e, 0, reply);
+	if (res.action == RULE_BLOCK)
+		smtp_block_client(e, arules_kind_key(kind), reason);
+	smtp_enter(e, SP_CLOSING);
+	return true;
+}
+
+/* Source routes, 8-bit local parts and the address rules (sender: which 0, recipient: 1). */
+static bool
+address_refused(struct smtp_engine *e, const struct smtp_cmd *cmd, int which)
+{
+	const struct action_rules *r = rules(e);
+	const char *what = which == 0 ? "sender" : "recipient";
+	char reason[400], reply[400];
+
+	if (r == NULL || cmd->null_path)
+		return false;
+	if (!r->source_routed_allow && arules_source_routed(cmd->path, cmd->routed)) {
+		log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id,
+		    "smtp rule setting=source-routed action=deny");
+		snprintf(reason, sizeof(reason), "source-routed %s addresses are not allowed", what);
+		deny_reply(e, "550 5.7.1", reason, reply, sizeof(reply));
+		reply_local(e, 0, reply);
+		return true;
+	}
+	if (!r->local_8bit_allow && arules_local_8bit(cmd->path)) {
+		log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id,
+		    "smtp rule setting=local-part-8bit action=deny");
+		snprintf(reason, sizeof(reason), "8-bit characters in the %s's local part are not "
+		    "allowed", what);
+		deny_reply(e, "553 5.6.7", reason, reply, sizeof(reply));
+		reply_local(e, 0, reply);
+		return true;
+	}
+	return rule_refuses(e, which == 0 ? AR_MAIL_FROM : AR_RCPT_TO, what, cmd->path);
+}
+
+/*
+ * The address as it goes upstream: the first rewrite that matches, when
+ * its result is still a valid path (a rewrite must never produce a line
+ * we would refuse from a client).
+ */
+static const char *
+rewritten(struct smtp_engine *e, const struct smtp_cmd *cmd, int which, char *buf, size_t bufsz)
+{
+	const struct action_rules *r = rules(e);
+	char check[SMTP_PATH_MAX + 8], q1[LOG_QUOTE_SIZE(SMTP_PATH_MAX)];
+	char q2[LOG_QUOTE_SIZE(SMTP_PATH_MAX)];
+	struct smtp_cmd tmp;
+	const char *why = NULL;
+	unsigned line = 0;
+
+	if (r == NULL || cmd->null_path || r->nrw[which] == 0)
+		return cmd->path;
+	if (arules_rewrite(r, which, cmd->path, buf, bufsz, &line) <= 0)
+		return cmd->path;
+	snprintf(check, sizeof(check), "<%s>", buf);
+	if (strlen(buf) > SMTP_PATH_MAX ||
+	    smtp_path_parse(check, &tmp, false, which == 1, &why) < 0 || tmp.routed ||
+	    strcmp(tmp.path, buf) != 0) {
+		log_sid(LOG_LVL_WARN, e->id, "smtp rewrite refused result=%s line=%u reason=invalid",
+		    log_quote_str(q2, sizeof(q2), buf), line);
+		return cmd->path;
+	}
+	log_sid(LOG_LVL_INFO, e->id, "smtp rewrite %s from=%s to=%s line=%u",
+	    which == 0 ? "mail-from" : "rcpt-to", log_quote_str(q1, sizeof(q1), cmd->path),
+	    log_quote_str(q2, sizeof(q2), buf), line);
+	return buf;
+}
+
 /* Was this extension shown to the client in the EHLO reply? */
 static bool
 shown(const struct smtp_engine *e, unsigned cap)
@@ -115,6 +256,8 @@ cmd_helo(struct smtp_engine *e, struct smtp_cmd *cmd)
 {
 	/* EHLO/HELO resets any transaction (RFC 5321 4.1.4) */
 	msg_txn_reset(e);
+	if (rule_refuses(e, AR_GREETING, "the greeting", cmd->arg))
+		return;
 	snprintf(e->helo, sizeof(e->helo), "%s", cmd->arg);
 	if (cmd->verb == SMTP_EHLO)
 		reply_forward(e, PK_EHLO, PF_GROUP_END, e->lim->t_server_command, "EHLO %s",
@@ -187,11 +330,14 @@ cmd_mail(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, up_mail_refusal(e));
 		return;
 	}
+	if (address_refused(e, cmd, 0))
+		return;
+	char rw[SMTP_PATH_MAX + 1];
+	const char *path = rewritten(e, cmd, 0, rw, sizeof(rw));
 	msg_txn_reset(e);
 	e->tflags |= TF_MAIL | (utf8 ? TF_SMTPUTF8 : 0);
-	e->txn.mail_from = xstrdup(cmd->path);
-	reply_forward(e, PK_MAIL, 0, e->lim->t_server_command, "MAIL FROM:<%s>%s", cmd->path,
-	    params);
+	e->txn.mail_from = xstrdup(path);
+	reply_forward(e, PK_MAIL, 0, e->lim->t_server_command, "MAIL FROM:<%s>%s", path, params);
 }
 
 static bool
@@ -248,11 +394,14 @@ cmd_rcpt(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "501 5.5.4 Too many parameters");
 		return;
 	}
+	if (address_refused(e, cmd, 1))
+		return;
+	char rw[SMTP_PATH_MAX + 1];
+	const char *path = rewritten(e, cmd, 1, rw, sizeof(rw));
 	e->txn.rcpts = xrealloc(e->txn.rcpts, (e->txn.nrcpts + 1) * sizeof(*e->txn.rcpts));
-	e->txn.rcpts[e->txn.nrcpts++] = xstrdup(cmd->path);
+	e->txn.rcpts[e->txn.nrcpts++] = xstrdup(path);
 	e->txn.rcpt_sent++;
-	reply_forward(e, PK_RCPT, 0, e->lim->t_server_command, "RCPT TO:<%s>%s", cmd->path,
-	    params);
+	reply_forward(e, PK_RCPT, 0, e->lim->t_server_command, "RCPT TO:<%s>%s", path, params);
 }
 
 static void
@@ -324,6 +473,21 @@ cmd_auth(struct smtp_engine *e, struct smtp_cmd *cmd)
 		cmd_refuse(e, cmd, "503 5.5.1 Error: already authenticated");
 		return;
 	}
+	/* Only a mechanism the client was shown (the action may narrow the upstream's). */
+	size_t ml = strcspn(cmd->arg, " ");
+	bool shown_mech = false;
+	for (const char *a = e->shown.auth; *a;) {
+		size_t al = strcspn(a, " ");
+		if (al == ml && strncasecmp(a, cmd->arg, ml) == 0)
+			shown_mech = true;
+		a += al;
+		while (*a == ' ')
+			a++;
+	}
+	if (!shown_mech) {
+		cmd_refuse(e, cmd, "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
 	/* The payload is relayed, never logged. */
 	log_sid(LOG_LVL_INFO, e->id, "smtp auth started");
 	reply_forward(e, PK_AUTH, PF_GROUP_END, e->lim->t_server_command, "AUTH %s", cmd->arg);
@@ -363,6 +527,15 @@ mark_group_end(struct smtp_engine *e)
 	}
 }
 
+static bool
+printable_line(const char *line, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 32 || (unsigned char)line[i] > 126)
+			return false;
+	return len > 0;
+}
+
 static void
 dispatch(struct smtp_engine *e, char *line, size_t len)
 {
@@ -392,6 +565,21 @@ dispatch(struct smtp_engine *e, char *line, size_t len)
 		return;
 	}
 	if (cmd.verb == SMTP_UNKNOWN) {
+		const struct action_rules *r = rules(e);
+		/*
+		 * Only when the action allows it: a command smtpgw does not know
+		 * goes upstream as it came (CR, LF and NUL were refused by the
+		 * parser; controls are refused here), one per group.
+		 */
+		if (r && r->unknown_allow && printable_line(line, len)) {
+			char word[40];
+			log_sid_limited(&e->loglim, LOG_LVL_INFO, e->id,
+			    "smtp forwarded unknown command=%s", log_quote_str(word, sizeof(word),
+			    cmd.word));
+			reply_forward(e, PK_OTHER, PF_GROUP_END, e->lim->t_server_command, "%.*s",
+			    (int)len, line);
+			return;
+		}
 		cmd_refuse(e, &cmd, "500 5.5.2 Error: command not recognized");
 		return;
 	}

@@ -263,6 +263,7 @@ void smtp_finish(struct smtp_engine *e, const char *why);
 void smtp_close(struct smtp_engine *e, const char *why);
 void smtp_process_client(struct smtp_engine *e);
 void smtp_client_timer(struct smtp_engine *e);
+void smtp_block_client(struct smtp_engine *e, const char *token, const char *reason);
 const struct conf_action *smtp_action(const struct smtp_engine *e);
 int smtp_profile(const struct smtp_engine *e);
 

@@ -535,9 +535,20 @@ verdict_apply(struct smtp_engine *e, bool async)
 	}
 	if (res->verdict != INSPECT_ALLOW) {
 		normalize_reply(res);
-		log_sid(LOG_LVL_INFO, e->id, "smtp inspect verdict=%s inspector=%s reason=%s",
+		log_sid(LOG_LVL_INFO, e->id, "smtp inspect verdict=%s inspector=%s reason=%s%s",
 		    res->verdict == INSPECT_DENY ? "deny" : "tempfail", e->insp->name,
-		    res->reason[0] ? res->reason : "-");
+		    res->reason[0] ? res->reason : "-",
+		    res->verdict == INSPECT_DENY && res->close ? " close=yes" : "");
+		if (res->verdict == INSPECT_DENY && res->close) {
+			/* drop / block: the client hears why, then the session ends (no reconnect) */
+			if (res->block)
+				smtp_block_client(e, "content", res->reason);
+			smtp_enter(e, SP_CLOSING);
+			refuse(e, res->reply, "inspection verdict", async);
+			if (!smtp_stopped(e))
+				reply_flush(e);
+			return;
+		}
 		refuse(e, res->reply, "inspection verdict", async);
 		return;
 	}

@@ -306,6 +306,7 @@ smtp_path_parse(char *s, struct smtp_cmd *cmd, bool allow_null, bool allow_postm
 	}
 	/* Source route "@a,@b:" is accepted and dropped (RFC 5321 4.1.2). */
 	if (*p == '@') {
+		cmd->routed = true;
 		for (;;) {
 			if (*p != '@' || (q = scan_domain(p + 1, end)) == NULL) {
 				*reply = bad;

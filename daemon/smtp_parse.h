@@ -80,6 +80,7 @@ struct smtp_cmd {
 	char path[SMTP_PATH_MAX + 1]; /* canonical mailbox, "" for <> */
 	bool null_path;
 	bool utf8;     /* path contains non-ASCII (needs SMTPUTF8) */
+	bool routed;   /* a source route "@a,@b:" was given (and dropped) */
 	int nparams;
 	struct smtp_param params[SMTP_MAX_PARAMS];
 	/* BDAT */

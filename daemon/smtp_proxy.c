@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocked.h"
 #include "certcache.h"
 #include "log.h"
 #include "smtp_int.h"
@@ -56,6 +57,23 @@ smtp_profile(const struct smtp_engine *e)
 	const struct conf_action *a = smtp_action(e);
 
 	return a ? a->profile : 0;
+}
+
+/*
+ * A rule said block: the client's address goes on the blocked sites list
+ * (the kernel refuses its next connections until the list's timeout);
+ * the session itself ends as with drop.
+ */
+void
+smtp_block_client(struct smtp_engine *e, const char *token, const char *reason)
+{
+	char addr[ADDR_STRLEN], q[LOG_QUOTE_SIZE(200)];
+
+	log_sid(LOG_LVL_WARN, e->id, "smtp block client=%s rule=%s reason=%s",
+	    addr_fmt(e->client_addr, addr, sizeof(addr)), token,
+	    log_quote(q, sizeof(q), reason, strlen(reason) > 200 ? 200 : strlen(reason)));
+	/* 0: the blocked-sites-timeout of the configuration */
+	(void)blocked_request(e->client_addr, 0, token, e->id);
 }
 
 /* The last replies are out (or given up on): flush, then the session ends. */

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 
+#include "action_rules.h"
 #include "log.h"
 #include "smtp_int.h"
 #include "util.h"
@@ -242,15 +244,52 @@ split_lines(const char *reply, size_t len, const char **lines, size_t *lens, int
 	}
 }
 
+/* The action's inspection settings, or NULL (no action: nothing hidden, nothing filtered). */
+static const struct action_rules *
+rules(const struct smtp_engine *e)
+{
+	const struct conf_action *a = smtp_action(e);
+
+	return a ? config_rules(a) : NULL;
+}
+
+/*
+ * Inbound with hide-banner: the internal server's name (in its greeting
+ * and in the first line of its HELO/EHLO reply) never reaches the
+ * Internet.  What stands in for it: the action's banner, else a word.
+ */
+static const char *
+hidden_banner(const struct smtp_engine *e, const char *fallback)
+{
+	const struct action_rules *r = rules(e);
+
+	if (r == NULL || !r->hide_banner || !e->inbound)
+		return NULL;
+	return r->banner[0] ? r->banner : fallback;
+}
+
 static void
 on_greeting(struct smtp_engine *e, int code)
 {
 	struct buf *r = &e->reply;
+	const char *banner = hidden_banner(e, "ESMTP");
+	char line[ARULES_BANNER_MAX + 80];
 
 	e->flags |= EF_GREETED;
 	if (code != 220 && code != 421 && code != 554) {
 		reply_upstream_lost(e, "unexpected greeting");
 		return;
+	}
+	if (banner) {
+		if (code == 220)
+			snprintf(line, sizeof(line), "220 %s\r\n", banner);
+		else if (code == 421)
+			snprintf(line, sizeof(line), "421 4.3.2 Service not available, closing "
+			    "transmission channel\r\n");
+		else
+			snprintf(line, sizeof(line), "554 5.3.2 No SMTP service here\r\n");
+		buf_reset(r);
+		(void)buf_append(r, line, strlen(line));
 	}
 	if (io_write(e->cio, buf_head(r), buf_len(r)) < 0) {
 		smtp_close(e, "client-not-reading");
@@ -272,6 +311,36 @@ on_greeting(struct smtp_engine *e, int code)
 	}
 	io_resume(e->cio);
 	smtp_process_client(e);
+}
+
+/* Keep only the mechanisms in allowed (both space-separated, allowed upper case). */
+static void
+filter_mechs(char *mechs, size_t size, const char *allowed)
+{
+	char in[sizeof(((struct caps *)0)->auth)], *save = NULL;
+	size_t o = 0;
+
+	snprintf(in, sizeof(in), "%s", mechs);
+	mechs[0] = '\0';
+	for (char *m = strtok_r(in, " ", &save); m; m = strtok_r(NULL, " ", &save)) {
+		size_t ml = strlen(m);
+		bool ok = false;
+		for (const char *a = allowed; *a;) {
+			size_t al = strcspn(a, " ");
+			if (al == ml && strncasecmp(a, m, ml) == 0)
+				ok = true;
+			a += al;
+			while (*a == ' ')
+				a++;
+		}
+		if (ok && o + ml + 2 < size) {
+			if (o)
+				mechs[o++] = ' ';
+			memcpy(mechs + o, m, ml);
+			o += ml;
+			mechs[o] = '\0';
+		}
+	}
 }
 
 /*
@@ -297,8 +366,31 @@ on_ehlo(struct smtp_engine *e, struct pend *p, int code)
 	split_lines(buf_head(&e->reply), buf_len(&e->reply), lines, lens, &n,
 	    SMTP_REPLY_MAX_LINES);
 	caps_parse(&e->upcaps, lines, lens, n);
+	/*
+	 * What the client may be shown: the upstream's extensions, narrowed by
+	 * the action's allowlist (esmtp, auth-mechanisms).  upcaps keeps what
+	 * the upstream really offers; shown is what the client may use.
+	 */
+	struct caps offer = e->upcaps;
+	struct smtp_limits lim = *e->lim;
+	const struct action_rules *r = rules(e);
+	const char *banner = hidden_banner(e, "Hello");
+	if (r) {
+		offer.flags &= r->esmtp | CAP_STARTTLS;
+		lim.allow_chunking = lim.allow_chunking && (r->esmtp & CAP_CHUNKING);
+		lim.allow_auth = lim.allow_auth && (r->esmtp & CAP_AUTH);
+		if (r->auth_mechs[0] && (offer.flags & CAP_AUTH)) {
+			filter_mechs(offer.auth, sizeof(offer.auth), r->auth_mechs);
+			if (offer.auth[0] == '\0')
+				offer.flags &= ~CAP_AUTH;
+		}
+	}
+	if (banner && n >= 1) {
+		lines[0] = banner;
+		lens[0] = strlen(banner);
+	}
 	buf_init(&out, SMTP_REPLY_MAX);
-	if (n < 1 || caps_render(&e->upcaps, e->lim, lines[0], lens[0], &out, &e->shown,
+	if (n < 1 || caps_render(&offer, &lim, lines[0], lens[0], &out, &e->shown,
 	    tlsi_offered(e)) < 0) {
 		buf_free(&out);
 		reply_upstream_lost(e, "bad EHLO reply");
@@ -316,7 +408,13 @@ on_ehlo(struct smtp_engine *e, struct pend *p, int code)
 static bool
 on_helo(struct smtp_engine *e, struct pend *p, int code)
 {
-	(void)p;
+	const char *banner = hidden_banner(e, "Hello");
+
+	if (code == 250 && banner) {
+		char line[ARULES_BANNER_MAX + 8];
+		snprintf(line, sizeof(line), "250 %s", banner);
+		reply_set_line(p, line);
+	}
 	if (code == 250) {
 		e->flags |= EF_HELO;
 		e->flags &= ~EF_ESMTP;

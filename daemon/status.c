@@ -51,6 +51,8 @@ status_print(const struct status *st, time_t now, FILE *f)
 	    st->signer_alive ? "running" : "down");
 	fprintf(f, "workers=%u\nworkers-expected=%u\nworkers-draining=%u\n", st->workers,
 	    st->workers_expected, st->workers_draining);
+	fprintf(f, "inspected=%llu\ninspect-denied=%llu\ninspect-stripped=%llu\nalarms=%llu\n",
+	    st->inspected, st->inspect_denied, st->inspect_stripped, st->alarms);
 	put_value(f, "worker-pids", st->worker_pids);
 	fprintf(f, "sessions=%u\nchild-deaths=%u\nrespawns=%u\n", st->sessions,
 	    st->child_deaths, st->respawns);

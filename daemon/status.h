@@ -71,6 +71,8 @@ struct status {
 	unsigned sessions;
 	unsigned child_deaths;
 	unsigned respawns;
+	/* content inspection since start (stats.h): messages, refused, stripped, alarms */
+	unsigned long long inspected, inspect_denied, inspect_stripped, alarms;
 };
 
 const char *reload_result_name(enum reload_result r);

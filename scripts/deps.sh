@@ -17,7 +17,7 @@
 
 SMTPGW_DEPS="meson ninja-build pkg-config gcc libssl-dev libmnl-dev
 libnetfilter-queue-dev libcmocka-dev libcap-dev libnftables-dev libjson-c-dev
-nftables iptables iproute2
+libpcre2-dev libmagic-dev libarchive-dev nftables iptables iproute2
 procps swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
 openssl ca-certificates postfix python3-pytest python3-aiosmtpd
 python3-cryptography clang libclang-rt-14-dev

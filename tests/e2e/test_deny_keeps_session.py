@@ -9,7 +9,11 @@ Proves, with real Postfix destinations:
   the next transaction of the same client session -- MAIL pipelined right
   behind the refused dot included -- is delivered: the destination has
   exactly one message of the session, the second;
-- the same outbound and inbound, and over TLS: STARTTLS on 25 (the new
+- inbound, where the predefined rulesets may change a message (strip an
+  attachment) and so every message is held until its verdict: the
+  refused one never reaches the destination (NOOP, RSET on the same
+  connection) and the next one is delivered over it;
+- outbound over TLS: STARTTLS on 25 (the new
   upstream leg negotiates TLS again: "tls verify ... reconnect=yes", and
   ext-mx logs a TLS connection for it) and implicit TLS on 465;
 - with hold = always the refused message never reaches the destination at
@@ -99,10 +103,39 @@ def run(testbed, fl, refusal, tls=None):
     assert "reconnects=1" in end, end
 
 
+def run_held(testbed, fl, refusal):
+    """The action may change messages (inbound: the predefined rulesets strip
+    attachments), so each is held until its verdict: the refused one never
+    reaches the destination -- NOOPs in DATA's place, then RSET -- and the
+    same upstream connection carries the next message."""
+    body, code, enh = REFUSALS[refusal]
+    token1, token2 = new_token(), new_token()
+    offset = testbed.log_offset()
+    mx_off = testbed.maillog_offset(fl.server)
+    lport = random_lport()
+    with testbed.connect(fl.client, fl.server_addr, lport=lport) as c:
+        converse(c, fl, token1, body, code, enh, token2, None)
+    sid = testbed.gateway_session(offset, fl.client_addr, lport)
+    sess = testbed.mx_session(fl.server, mx_off, *testbed.upstream_endpoint(offset, sid))
+    stats = dict(re.findall(r"(\w+)=(\S+)", sess.disconnect))
+    assert stats.get("data") == "1" and stats.get("rset") == "1", sess
+    testbed.wait_for_messages(fl.server, token2, 1)
+    assert len(testbed.messages_with(fl.server, token2)) == 1
+    assert testbed.messages_with(fl.server, token1) == []
+    log = "\n".join(l for l in testbed.log_since(offset).splitlines() if f" {sid} " in l)
+    assert "held=yes" in log and "smtp upstream reconnect" not in log, log
+    end = testbed.wait_gateway_line(offset, sid, r"session end ")
+    assert "reconnects=0" in end, end
+
+
 @pytest.mark.parametrize("refusal", sorted(REFUSALS))
-@pytest.mark.parametrize("direction", ["outbound", "inbound"])
-def test_next_message_delivered(testbed, direction, refusal):
-    run(testbed, flow(direction, 4), refusal)
+def test_next_message_delivered(testbed, refusal):
+    run(testbed, flow("outbound", 4), refusal)
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_next_message_delivered_inbound_held(testbed, refusal):
+    run_held(testbed, flow("inbound", 4), refusal)
 
 
 @pytest.mark.parametrize("tls", ["starttls", "465"])

@@ -183,7 +183,10 @@ def test_implicit_tls_client_close_noticed_while_upstream_silent(testbed):
         sess = srv.session(finished=False)
         testbed.wait_gateway_line(off, testbed.gateway_session(off, FL.client_addr, lport),
                                   r"session upstream connected")
-        assert "accepted" in sess.events
+        deadline = time.monotonic() + 5
+        while "accepted" not in sess.events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "accepted" in sess.events, sess.events
         time.sleep(0.5)
         tls.close()  # wrap_socket took over the socket's descriptor
         _, took, line = session_end(testbed, off, lport, timeout=5)

@@ -94,6 +94,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (config_parse(c, "fuzz.conf", (const char *)data, size, err, sizeof(err)) == 0) {
 		check_valid(c);
 		CHECK(err[0] == '\0');
+		/* what a parse allocated (the actions' rules) goes with the next one */
+		config_free(c);
 	} else {
 		CHECK(memchr(err, '\0', sizeof(err)) != NULL);
 		CHECK(strncmp(err, "fuzz.conf:", 10) == 0);
