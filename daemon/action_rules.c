@@ -671,6 +671,10 @@ arules_dump(const struct action_rules *r, void *file)
 	for (int s = 0; s < AS_COUNT; s++) {
 		if (!(r->set_mask & (1u << s)))
 			continue;
+		/* an empty banner or deny message is the default: nothing to write */
+		if ((s == AS_BANNER && r->banner[0] == '\0') ||
+		    (s == AS_DENY_MESSAGE && r->deny_message[0] == '\0'))
+			continue;
 		fprintf(f, "%s = ", setting_keys[s]);
 		switch ((enum arules_setting)s) {
 		case AS_HIDE_BANNER: fputs(r->hide_banner ? "yes" : "no", f); break;
