@@ -264,6 +264,15 @@ def test_new_ruleset_on_an_action_without_rules(box):
     (("filename", "deny"), 2, "expected MATCH PATTERN"),
     (("mail-from", "strip", "exact", "a@b.example"), 2, "strip is only possible for header"),
     (("greeting", "strip", "pattern", "*"), 2, "strip is only possible for header"),
+    # the words around the pattern are a vocabulary: nothing else gets in
+    (("greeting mail-from", "deny", "pattern", "x"), 2, "is not a ruleset"),
+    (("file=name", "deny", "pattern", "x"), 2, '"file=name" is not a ruleset'),
+    (("filename", "[deny]", "pattern", "x"), 2, '"[deny]" is not an action'),
+    (("filename", "deny", "'regex'", "x"), 2, "\"'regex'\" is not a match kind"),
+    (("filename", "deny", "#log", "pattern", "x"), 2, '"#log" is not a match kind'),
+    (("filename", "deny\n", "pattern", "x"), 2, "is not an action"),
+    (("filename", "--position", "1=2", "deny", "pattern", "x"), 2, 'position "1=2" is not'),
+    (("filename", "--position", "1\n", "deny", "pattern", "x"), 2, "is not a number"),
 ])
 def test_add_refusals(custom, args, rc, message):
     before = custom.current()
