@@ -93,7 +93,10 @@ def test_help(bare):
                  "default NAME KIND ACTION [log] [alarm]", "clear NAME KIND"):
         assert f"\n  {verb}\n" in r.out, verb
     for kind in KINDS:
-        assert f"\n  {kind} " in r.out, kind
+        assert f"\n    {kind} " in r.out, kind
+    # a kind is no verb
+    r = bare.fails("ruleset", "filename", "--help", rc=2)
+    assert 'ruleset: unknown verb "filename"' in r.err
     r = bare.ok("ruleset", "add", "--help")
     assert r.out.startswith("usage: smtpgwctl ruleset add NAME KIND [--position N]")
     r = bare.ok("rewrite", "--help")
