@@ -671,7 +671,11 @@ arules_dump(const struct action_rules *r, void *file)
 	for (int s = 0; s < AS_COUNT; s++) {
 		if (!(r->set_mask & (1u << s)))
 			continue;
-		/* an empty banner or deny message is the default: nothing to write */
+		/*
+		 * An empty text is the default and cannot be written ("key =" with
+		 * no value is an error): leave it out, so that what is dumped --
+		 * and what smtpgwctl clones from it -- always reads back.
+		 */
 		if ((s == AS_BANNER && r->banner[0] == '\0') ||
 		    (s == AS_DENY_MESSAGE && r->deny_message[0] == '\0'))
 			continue;

@@ -19,7 +19,8 @@ from gwctl import gwctl  # noqa: F401 (fixture)
 
 def view(gwctl, action):
     out = gwctl.ok("action", "view", action).stdout
-    lines = out.splitlines()
+    # the policies; the content inspection follows after a blank line
+    lines = out.split("\n\n")[0].splitlines()
     if lines and lines[0].startswith("no policy uses"):
         return []
     head = lines[0].split()

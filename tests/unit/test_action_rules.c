@@ -281,6 +281,66 @@ test_dump_round_trip(void **state)
 	free(text2);
 }
 
+/*
+ * A predefined action's section, as dumped, reads back as a custom action
+ * with the same rules and settings: it is what "smtpgwctl action clone"
+ * writes.  Its empty texts (banner, deny message) must not be dumped as
+ * "key =" lines, which do not parse.
+ */
+static void
+test_predefined_dump_clones(void **state)
+{
+	static const char *const names[] = { "SMTP-Incoming.Standard", "SMTP-Outgoing.Standard" };
+
+	for (size_t n = 0; n < 2; n++) {
+		char *text = NULL, hdr[80], *sec, *end, *body, *copy;
+		size_t len = 0;
+		FILE *f;
+
+		assert_int_equal(parse("[global]\n"), 0);
+		f = open_memstream(&text, &len);
+		config_dump(conf, f);
+		fclose(f);
+		snprintf(hdr, sizeof(hdr), "[action %s]\n# predefined, read-only\n", names[n]);
+		sec = strstr(text, hdr);
+		assert_non_null(sec);
+		body = sec + strlen(hdr);
+		if ((end = strstr(body, "\n[")) != NULL)
+			end[1] = '\0';
+		assert_null(strstr(body, "banner = \n"));
+		assert_null(strstr(body, "deny-message = \n"));
+		size_t csz = strlen(body) + 32;
+		copy = malloc(csz);
+		assert_non_null(copy);
+		snprintf(copy, csz, "[action Copy]\n%s", body);
+		if (parse(copy) != 0)
+			fail_msg("%s does not read back: %s", names[n], err);
+		const struct action_rules *c = rules_of("Copy"), *p = arules_predefined(n == 0);
+		for (int k = 0; k < AR_COUNT; k++) {
+			const struct ruleset *a = arules_rs(c, (enum arules_kind)k);
+			const struct ruleset *b = arules_rs(p, (enum arules_kind)k);
+			char la[RULE_PATTERN_MAX + 64], lb[RULE_PATTERN_MAX + 64];
+
+			assert_int_equal(a->nrules, b->nrules);
+			assert_int_equal(a->dflt, b->dflt);
+			assert_int_equal(a->dflt_flags, b->dflt_flags);
+			for (unsigned i = 0; i < a->nrules; i++) {
+				rule_format(&a->rules[i], la, sizeof(la));
+				rule_format(&b->rules[i], lb, sizeof(lb));
+				assert_string_equal(la, lb);
+			}
+		}
+		assert_int_equal(c->hide_banner, p->hide_banner);
+		assert_string_equal(c->banner, p->banner);
+		assert_int_equal(c->esmtp, p->esmtp);
+		assert_int_equal(c->on_ambiguous, p->on_ambiguous);
+		assert_int_equal(c->on_unopenable, p->on_unopenable);
+		assert_string_equal(c->deny_message, p->deny_message);
+		free(copy);
+		free(text);
+	}
+}
+
 static void
 test_addresses(void **state)
 {
@@ -306,6 +366,7 @@ main(void)
 		T(test_rewrite),
 		T(test_errors),
 		T(test_dump_round_trip),
+		T(test_predefined_dump_clones),
 		T(test_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
