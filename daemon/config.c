@@ -87,6 +87,7 @@ config_defaults(struct config *c)
 	snprintf(c->classifier_user, sizeof(c->classifier_user), "%s",
 	    CONF_DEFAULT_CLASSIFIER_USER);
 	c->signer_rate_limit = CONF_DEFAULT_SIGNER_RATE;
+	c->worker_uid_base = CONF_DEFAULT_WORKER_UID_BASE;
 	c->spoof_source = true;
 	c->connect_timeout = 30;
 	c->max_sessions = 2000;
@@ -720,6 +721,13 @@ global_kv(struct parser *p, const char *k, char *v)
 			c->signer_user_set = true;
 		else if (dst == c->classifier_user)
 			c->classifier_user_set = true;
+	} else if (!strcmp(k, "worker-uid-base")) {
+		if (parse_uint(p, k, v, 0, 4000000000ul, &n) < 0)
+			return -1;
+		if (n != 0 && n < 1000)
+			return perr(p, p->line, "%s: %lu is a system account's range (0 to turn "
+			    "separate worker uids off, or 1000 and above)", k, n);
+		c->worker_uid_base = (unsigned)n;
 	} else if (!strcmp(k, "signer-rate-limit")) {
 		if (parse_uint(p, k, v, 0, 1000000, &n) < 0)
 			return -1;
@@ -1559,6 +1567,7 @@ config_dump(const struct config *c, FILE *f)
 	fprintf(f, "[global]\n");
 	fprintf(f, "listen-port = %u\nqueue = %u\nworkers = %u\nuser = %s\n", c->listen_port,
 	    c->queue, c->workers, c->user);
+	fprintf(f, "worker-uid-base = %u\n", c->worker_uid_base);
 	fprintf(f, "signer-user = %s\nclassifier-user = %s\nsigner-rate-limit = %u\n",
 	    c->signer_user, c->classifier_user, c->signer_rate_limit);
 	fprintf(f, "spoof-source = %s\nconnect-timeout = %u\n", c->spoof_source ? "yes" : "no",

@@ -65,6 +65,8 @@
 #define CONF_DEFAULT_SIGNER_USER "smtpgw-signer"
 #define CONF_DEFAULT_CLASSIFIER_USER "smtpgw-classify"
 #define CONF_DEFAULT_SIGNER_RATE 600
+#define CONF_DEFAULT_WORKER_UID_BASE 64000 /* Debian: 60000-64999 are not given out */
+#define CONF_WORKER_UID_SPAN 256         /* uids a base reserves: one per child slot */
 #define CONF_HOSTNAME_MAX 253 /* a DNS name in presentation form, without the root dot */
 #define CONF_MAX_BLOCK_EXCEPTIONS 32 /* blocked-sites-exceptions prefixes */
 /* Longest block: 32767 minutes (about 22 days), WatchGuard's bound too. */
@@ -281,6 +283,12 @@ struct config {
 	char signer_user[CONF_NAME_MAX];
 	char classifier_user[CONF_NAME_MAX];
 	bool signer_user_set, classifier_user_set;
+	/*
+	 * Workers run as uid worker-uid-base + their slot (no account needed;
+	 * group: user's), so no worker can signal another -- or the blocker,
+	 * which runs as user.  0: every worker runs as user.
+	 */
+	unsigned worker_uid_base;
 	unsigned signer_rate_limit;         /* forged leaves per worker per minute; 0: no limit */
 	bool spoof_source;
 	unsigned connect_timeout; /* seconds */

@@ -47,6 +47,8 @@
 
 #define DEFAULT_CONF "/etc/smtpgw/smtpgw.conf"
 #define MAX_CHILDREN 160
+/* a worker's uid is worker-uid-base + its slot */
+_Static_assert(MAX_CHILDREN <= CONF_WORKER_UID_SPAN, "worker uids must cover every slot");
 #define READY_TIMEOUT_MS 10000
 /* More respawns than this within RESPAWN_WINDOW_S means something is broken. */
 #define RESPAWN_LIMIT 10
@@ -68,6 +70,7 @@ struct gen {
 	struct tls_material tls;
 	struct signer *signer;
 	char worker_user[CONF_NAME_MAX];     /* resolved role users (users_resolve) */
+	gid_t worker_gid;                    /* user's group: the workers' (spool-dir) */
 	char classifier_user[CONF_NAME_MAX];
 	char signer_user[CONF_NAME_MAX];
 	unsigned children; /* alive */
@@ -164,6 +167,23 @@ users_resolve(const struct config *c, struct gen *g, char notes[2][300], char *e
 		return -1;
 	}
 	wuid = pw->pw_uid;
+	g->worker_gid = pw->pw_gid;
+	/*
+	 * Separate worker uids must belong to no account: a worker would act
+	 * as that account (its files, its processes).
+	 */
+	if (c->worker_uid_base) {
+		for (unsigned i = 0; i < CONF_WORKER_UID_SPAN; i++) {
+			struct passwd *other = getpwuid((uid_t)(c->worker_uid_base + i));
+			if (other) {
+				snprintf(err, errlen, "%s: worker-uid-base: uid %u belongs to account "
+				    "\"%s\" (workers use %u..%u): choose a range no account uses, or 0",
+				    c->path, c->worker_uid_base + i, other->pw_name, c->worker_uid_base,
+				    c->worker_uid_base + CONF_WORKER_UID_SPAN - 1);
+				return -1;
+			}
+		}
+	}
 	for (int i = 0; i < 2; i++) {
 		notes[i][0] = '\0';
 		pw = getpwnam(roles[i].name);
@@ -220,7 +240,7 @@ signer_child_cleanup(void)
 
 /* Runs in the child; never returns. */
 static void NORETURN
-child_run(enum role role, struct gen *g, int ready_fd, bool standby)
+child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 {
 	char err[256];
 	sigset_t none;
@@ -264,7 +284,12 @@ child_run(enum role role, struct gen *g, int ready_fd, bool standby)
 	signer_worker_attach(signer_reg_fd(g->signer));
 	tls_global = &g->tls;
 	cap_value_t keep[] = { CAP_NET_RAW };
-	if (priv_drop(g->worker_user, keep, g->conf->spoof_source ? 1 : 0, err, sizeof(err)) < 0) {
+	int nkeep = g->conf->spoof_source ? 1 : 0;
+	/* A uid of its own (worker-uid-base + slot): no worker can signal another. */
+	if ((g->conf->worker_uid_base ?
+	    priv_drop_ids((uid_t)(g->conf->worker_uid_base + (unsigned)slot), g->worker_gid, keep,
+	    nkeep, err, sizeof(err)) :
+	    priv_drop(g->worker_user, keep, nkeep, err, sizeof(err))) < 0) {
 		log_err("worker privileges error=\"%s\"", err);
 		_exit(1);
 	}
@@ -299,7 +324,7 @@ spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
 		stats_use_slot((unsigned)slot);
-		child_run(role, g, ready_fd, standby);
+		child_run(role, g, slot, ready_fd, standby);
 	}
 	children[slot].pid = pid;
 	children[slot].role = role;
@@ -448,6 +473,37 @@ gen_release_if_done(struct gen *g)
  * missing TLS files made, the material loaded, the users resolved and the
  * signer started with the CA keys checked.  Takes c (freed on failure).
  */
+/*
+ * spool-dir: created when missing; root's, the workers' group, 0770 -- the
+ * workers (each with a uid of its own) make their unlinked files there,
+ * nobody else may look.  A symbolic link is refused (it could point the
+ * workers' files anywhere).
+ */
+static int
+spool_prepare(const struct config *c, gid_t gid, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (geteuid() != 0)
+		return 0; /* tests run unprivileged: the directory is theirs */
+	if (mkdir(c->spool_dir, 0770) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%.200s: spool-dir %.200s: %s", c->path, c->spool_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (lstat(c->spool_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%.200s: spool-dir %.200s is not a directory", c->path,
+		    c->spool_dir);
+		return -1;
+	}
+	if (chown(c->spool_dir, 0, gid) < 0 || chmod(c->spool_dir, 0770) < 0) {
+		snprintf(err, errlen, "%.200s: spool-dir %.200s: %s", c->path, c->spool_dir,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static struct gen *
 gen_build(struct config *c, unsigned id, EVP_PKEY *leaf, char *err, size_t errlen)
 {
@@ -461,6 +517,8 @@ gen_build(struct config *c, unsigned id, EVP_PKEY *leaf, char *err, size_t errle
 	for (int i = 0; i < 2; i++)
 		if (notes[i][0])
 			log_warn("master users generation=%u note=\"%s\"", id, notes[i]);
+	if (spool_prepare(c, g->worker_gid, err, errlen) < 0)
+		goto fail;
 	if (tls_prepare_files(c, err, errlen) < 0 || tls_load(c, &g->tls, leaf, err, errlen) < 0)
 		goto fail;
 	g->signer = signer_new(c, &g->tls, id, g->signer_user, worker_count(c),
@@ -474,6 +532,7 @@ gen_build(struct config *c, unsigned id, EVP_PKEY *leaf, char *err, size_t errle
 	return g;
 fail:
 	tls_material_free(&g->tls);
+	config_free(c);
 	free(c);
 	free(g);
 	return NULL;

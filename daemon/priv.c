@@ -16,22 +16,32 @@ int
 priv_drop(const char *user, const cap_value_t *keep, int nkeep, char *err, size_t errlen)
 {
 	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return priv_drop_ids(geteuid(), getegid(), keep, nkeep, err, errlen);
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "user \"%s\" does not exist", user);
+		return -1;
+	}
+	return priv_drop_ids(pw->pw_uid, pw->pw_gid, keep, nkeep, err, errlen);
+}
+
+int
+priv_drop_ids(uid_t uid, gid_t gid, const cap_value_t *keep, int nkeep, char *err,
+    size_t errlen)
+{
 	cap_t caps;
 	pid_t parent = getppid();
 	int pdeath = 0;
 
 	(void)prctl(PR_GET_PDEATHSIG, &pdeath);
 	if (geteuid() == 0) {
-		pw = getpwnam(user);
-		if (pw == NULL) {
-			snprintf(err, errlen, "user \"%s\" does not exist", user);
-			return -1;
-		}
 		/* Keep permitted capabilities across the uid change, then trim them. */
 		if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(0, NULL) < 0 ||
-		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
-		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
-			snprintf(err, errlen, "switch to user %s: %s", user, strerror(errno));
+		    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+			snprintf(err, errlen, "switch to uid %u gid %u: %s", (unsigned)uid,
+			    (unsigned)gid, strerror(errno));
 			return -1;
 		}
 		/*
