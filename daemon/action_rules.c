@@ -492,7 +492,8 @@ parse_reply_code(struct action_rules *r, const char *v, char *err, size_t errsz)
 	if (*p == ' ') {
 		if (p[1] != '5' || p[2] != '.')
 			goto bad;
-		for (p += 2; *p; p++) {
+		dots = 1; /* "5." */
+		for (p += 3; *p; p++) {
 			if (*p == '.') {
 				if (digits == 0 || ++dots > 2)
 					goto bad;

@@ -467,7 +467,8 @@ report(struct msgscan *m)
 			r->located = r->ninfected > 0 && !m->parts_failed;
 		}
 	}
-	if (r->av_asked)
+	/* the part scans' time is the whole run's (the message scan's is clamd's own) */
+	if (r->av_asked && m->parts_on)
 		r->av_ms = now_ms() - m->started_ms;
 	m->reported = true;
 	m->done(m->arg);
