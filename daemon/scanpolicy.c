@@ -343,8 +343,9 @@ scanpolicy_subject_field(const char *subject, char *out, size_t outsz)
 		put(&o, subject, len);
 	} else {
 		/*
-		 * Encoded words of at most 45 octets of text (60 of base64, 72
-		 * with the "=?UTF-8?B?" "?=" frame: under RFC 2047's 75), each
+		 * Encoded words of at most 42 octets of text (56 of base64, 68
+		 * with the "=?UTF-8?B?" "?=" frame: under RFC 2047's 75, and the
+		 * first line, "Subject: " included, under RFC 5322's 78), each
 		 * on a line of its own, never splitting a character.
 		 */
 		size_t i = 0;
@@ -354,7 +355,7 @@ scanpolicy_subject_field(const char *subject, char *out, size_t outsz)
 
 			while (i + n < len) {
 				size_t c = utf8_len(s + i + n, len - i - n);
-				if (n + c > 45)
+				if (n + c > 42)
 					break;
 				n += c;
 			}
