@@ -89,6 +89,26 @@ fmt_time(int64_t t, char *out, size_t len)
 
 /* ------------------------------------------------------------ list, show */
 
+/*
+ * A value of a record for the admin's terminal: control octets become '?'
+ * (a record is written by a worker; no escape sequence reaches the
+ * screen).  One of NSAFE rotating buffers.
+ */
+#define NSAFE 8
+static const char *
+safe(const char *v)
+{
+	static char bufs[NSAFE][QUARANTINE_VALUE_MAX + 1];
+	static unsigned next;
+	char *b = bufs[next++ % NSAFE];
+	size_t i;
+
+	for (i = 0; v[i] && i < QUARANTINE_VALUE_MAX; i++)
+		b[i] = (unsigned char)v[i] < 0x20 || v[i] == 0x7f ? '?' : v[i];
+	b[i] = '\0';
+	return b;
+}
+
 static int
 by_str(const void *a, const void *b)
 {
@@ -139,7 +159,7 @@ cmd_list(void)
 		printf("%s\t%s\t%s\t%s\t%s\t%" PRIu64 "\t<%s>\t%u\t%s\n", h.rec.id, t,
 		    h.rec.inbound ? "inbound" : "outbound", quarantine_verdict_name(h.rec.verdict),
 		    !strncmp(state, "state=released", 14) ? "released" : state[0] ? "releasing" :
-		    "held", h.rec.size, h.rec.mail_from, h.rec.nrcpts, h.rec.reason);
+		    "held", h.rec.size, h.rec.mail_from, h.rec.nrcpts, safe(h.rec.reason));
 		quarantine_head_free(&h);
 		free(ids[i]);
 	}
@@ -169,21 +189,22 @@ cmd_show(const char *id, bool raw)
 		quarantine_state(conf->quarantine_dir, id, state, sizeof(state));
 		printf("id:            %s\nkept:          %s UTC\nsession:       %012" PRIx64 "\n",
 		    r->id, t, r->session);
-		printf("action:        %s (%s)\nclient:        %s (HELO %s, TLS %s)\n", r->action,
-		    r->inbound ? "inbound" : "outbound", r->client, r->helo, r->client_tls);
+		printf("action:        %s (%s)\nclient:        %s (HELO %s, TLS %s)\n", safe(r->action),
+		    r->inbound ? "inbound" : "outbound", safe(r->client), safe(r->helo),
+		    safe(r->client_tls));
 		printf("destination:   %s%s%s (TLS %s)\n", r->server, r->server_name[0] ? " name " : "",
 		    r->server_name, r->server_tls ? "yes" : "no");
 		printf("sender:        <%s>\n", r->mail_from);
 		for (unsigned i = 0; i < r->nrcpts; i++)
 			printf("recipient:     <%s>\n", r->rcpts[i]);
 		printf("verdict:       %s\nreason:        %s\n", quarantine_verdict_name(r->verdict),
-		    r->reason);
+		    safe(r->reason));
 		if (r->virus[0])
-			printf("virus:         %s\n", r->virus);
+			printf("virus:         %s\n", safe(r->virus));
 		if (r->spam_score[0])
-			printf("spam score:    %s\n", r->spam_score);
+			printf("spam score:    %s\n", safe(r->spam_score));
 		if (r->reply[0])
-			printf("reply:         %s\n", r->reply);
+			printf("reply:         %s\n", safe(r->reply));
 		printf("size:          %" PRIu64 " octets\nstate:         %s\n", r->size,
 		    state[0] ? state : "held (not released)");
 		printf("\n");

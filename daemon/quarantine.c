@@ -216,6 +216,16 @@ parse_u64(const char *v, int base, uint64_t *out)
 	return 0;
 }
 
+/* A value that goes into an SMTP command or a connection: no control octet. */
+static bool
+plain(const char *v)
+{
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return false;
+	return true;
+}
+
 int
 quarantine_parse_head(const char *data, size_t len, struct qhead *h, char *why, size_t whylen)
 {
@@ -295,9 +305,13 @@ quarantine_parse_head(const char *data, size_t len, struct qhead *h, char *why, 
 		} else if (!strcmp(k, "client")) {
 			h->rec.client = v;
 		} else if (!strcmp(k, "server")) {
+			if (!plain(v))
+				goto badval;
 			h->rec.server = v;
 			seen |= K_SERVER;
 		} else if (!strcmp(k, "server-name")) {
+			if (!plain(v))
+				goto badval;
 			h->rec.server_name = v;
 		} else if (!strcmp(k, "server-tls")) {
 			if (strcmp(v, "yes") && strcmp(v, "no"))
@@ -308,9 +322,13 @@ quarantine_parse_head(const char *data, size_t len, struct qhead *h, char *why, 
 		} else if (!strcmp(k, "helo")) {
 			h->rec.helo = v;
 		} else if (!strcmp(k, "mail-from")) {
+			/* the release sends it in MAIL FROM: one line, no brackets */
+			if (!plain(v) || strpbrk(v, "<>"))
+				goto badval;
 			h->rec.mail_from = v;
 		} else if (!strcmp(k, "rcpt")) {
-			if (h->rec.nrcpts >= QUARANTINE_RCPTS_MAX)
+			if (h->rec.nrcpts >= QUARANTINE_RCPTS_MAX || !plain(v) || strpbrk(v, "<>") ||
+			    *v == '\0')
 				goto badval;
 			h->rcpts[h->rec.nrcpts++] = v;
 		} else if (!strcmp(k, "verdict")) {
@@ -552,8 +570,12 @@ static void
 remove_record(int dfd, const char *name, const char *why, uint64_t size)
 {
 	char id[QUARANTINE_ID_MAX], mark[QUARANTINE_ID_MAX + 16];
+	size_t l = strlen(name);
 
-	snprintf(id, sizeof(id), "%.*s", (int)(strlen(name) - strlen(SUFFIX)), name);
+	if (l <= strlen(SUFFIX) || l - strlen(SUFFIX) >= sizeof(id))
+		return;
+	memcpy(id, name, l - strlen(SUFFIX));
+	id[l - strlen(SUFFIX)] = '\0';
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
 		return;
 	snprintf(mark, sizeof(mark), "%s" RELEASED, id);

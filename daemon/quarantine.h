@@ -28,7 +28,10 @@
  *   reply= (what the client was told; empty for a strip), size=
  *
  * Values are one line: an octet below 0x20, 0x7f and '%' are written as
- * %XX and read back.  Bounds: QUARANTINE_HEAD_MAX octets of head,
+ * %XX and read back; server, server-name, mail-from and rcpt (what a
+ * release puts on the wire) are refused with a control octet (and the
+ * addresses with '<' or '>') -- the engine never admits them, so such a
+ * record was not written by smtpgw.  Bounds: QUARANTINE_HEAD_MAX octets of head,
  * QUARANTINE_RCPTS_MAX recipients, QUARANTINE_VALUE_MAX per value.
  *
  * Bounds of the directory: quarantine-max-size octets and

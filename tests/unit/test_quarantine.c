@@ -147,6 +147,10 @@ test_refused_heads(void **state)
 		{ "smtpgw-quarantine 1\nid=1764936000-4f2a91c0e1d3-0001\nreason=%0\n\n", "bad head line" },
 		{ "smtpgw-quarantine 1\nid=1764936000-4f2a91c0e1d3-0001\nreason=%00\n\n", "bad head line" },
 		{ "smtpgw-quarantine 1\nid=1764936000-4f2a91c0e1d3-0001\ntime=-1\n\n", "bad value of time" },
+		/* what a release puts on the wire: no command injection */
+		{ "smtpgw-quarantine 1\nmail-from=a@b%0D%0ARCPT TO:<x@y>\n\n", "bad value of mail-from" },
+		{ "smtpgw-quarantine 1\nrcpt=<x@y>\n\n", "bad value of rcpt" },
+		{ "smtpgw-quarantine 1\nserver=192.0.2.1:25%0A\n\n", "bad value of server" },
 		{ "smtpgw-quarantine 1\nid=1764936000-4f2a91c0e1d3-0001\nverdict=maybe\n\n",
 		  "bad value of verdict" },
 		{ "smtpgw-quarantine 1\nid=1764936000-4f2a91c0e1d3-0001\ntime=1\nsession=1\n"
