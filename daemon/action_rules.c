@@ -462,7 +462,7 @@ static int
 parse_scan_fail(const char *v, bool deny_ok, enum scan_fail *out, char *err, size_t errsz)
 {
 	static const char *const two[] = { "allow", "tempfail" };
-	int i;
+	int i = 0;
 
 	if (deny_ok) {
 		if (parse_word(v, scan_fails, ARRAY_SIZE(scan_fails), &i, err, errsz) < 0)
@@ -668,7 +668,7 @@ arules_kv(struct action_rules *r, const char *key, const char *v, unsigned line,
 			rc = parse_deny_message(r, v, e, sizeof(e));
 			break;
 		case AS_ANTIVIRUS: {
-			int m;
+			int m = 0;
 			rc = parse_word(v, av_modes, ARRAY_SIZE(av_modes), &m, e, sizeof(e));
 			if (rc == 0)
 				r->antivirus = (enum av_mode)m;
@@ -678,7 +678,7 @@ arules_kv(struct action_rules *r, const char *key, const char *v, unsigned line,
 			static const char *const acts[] = { "deny", "strip", "drop", "block" };
 			static const enum rule_action map[] = { RULE_DENY, RULE_STRIP, RULE_DROP,
 			    RULE_BLOCK };
-			int m;
+			int m = 0;
 			rc = parse_word(v, acts, ARRAY_SIZE(acts), &m, e, sizeof(e));
 			if (rc == 0)
 				r->av_on_virus = map[m];

@@ -54,6 +54,18 @@ is_number(const char *s)
 	return true;
 }
 
+/* Engine and item names: what scanner.c prints, [a-z0-9-], never empty. */
+static bool
+is_name(const char *s, size_t len)
+{
+	if (len == 0 || len >= NAME_MAX_)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
 static struct engine *
 engine_of(struct engine *e, unsigned *ne, const char *name, size_t len, unsigned *idx)
 {
@@ -157,6 +169,8 @@ merge_text(struct engine *e, unsigned *ne, const char *text)
 			goto next;
 		snprintf(key, sizeof(key), "%.*s", (int)(eq - line), line);
 		v = line + (eq - line) + 1;
+		if (!is_name(line, (size_t)(dot - line)))
+			goto next;
 		if (strlen(v) >= VALUE_MAX)
 			v[VALUE_MAX - 1] = '\0';
 		en = engine_of(e, ne, line, (size_t)(dot - line), &ei);
@@ -169,6 +183,8 @@ merge_text(struct engine *e, unsigned *ne, const char *text)
 		char *rest = key + (dot - line) + 1;
 		char *dot2 = strchr(rest, '.');
 		if (dot2 == NULL) {
+			if (!is_name(rest, strlen(rest)))
+				goto next;
 			uint64_t n = strtoull(v, NULL, 10);
 			if (!strcmp(rest, "queued"))
 				en->queued += n;
@@ -183,7 +199,7 @@ merge_text(struct engine *e, unsigned *ne, const char *text)
 			goto next;
 		unsigned idx = (unsigned)strtoul(rest, NULL, 10);
 		const char *item = dot2 + 1;
-		if (idx == 0 || idx > SCANSTAT_SERVERS)
+		if (idx == 0 || idx > SCANSTAT_SERVERS || !is_name(item, strlen(item)))
 			goto next;
 		if (!strcmp(item, "address")) {
 			struct server *s = server_of(en, v);

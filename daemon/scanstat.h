@@ -19,7 +19,9 @@
  *
  * Counters count since each worker started (a reload starts new ones).
  * Pure; bounded: SCANSTAT_ENGINES engines, SCANSTAT_SERVERS addresses
- * each, SCANSTAT_ITEMS items per server; lines beyond are ignored.
+ * each, SCANSTAT_ITEMS items per server; lines beyond are ignored, and so
+ * are lines whose engine or item name is not [a-z0-9-]+ (the texts come
+ * from workers, which the master does not trust).
  */
 #ifndef SMTPGW_SCANSTAT_H
 #define SMTPGW_SCANSTAT_H
