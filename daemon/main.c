@@ -447,8 +447,9 @@ gen_release_if_done(struct gen *g)
 }
 
 /*
- * The quarantine directory, the workers' own (they write it), and its
- * bounds applied (which also counts what it holds).  A failure is logged,
+ * The quarantine directory and the spool directory, the workers' own
+ * (they write them), and the quarantine's bounds applied (which also
+ * counts what it holds).  A failure is logged,
  * not fatal: mail keeps flowing, refusals are refused anyway, and a strip
  * that cannot be kept is tempfailed (content.c).
  */
@@ -459,10 +460,17 @@ quarantine_setup(const struct config *c)
 	struct passwd *pw = getpwnam(c->user);
 	int64_t total;
 
-	if (pw == NULL || quarantine_prepare(c->quarantine_dir, pw->pw_uid, pw->pw_gid, err,
-	    sizeof(err)) < 0) {
+	if (pw == NULL) {
+		log_err("quarantine setup error=\"no user %s\"", c->user);
+		return;
+	}
+	/* spool-dir: the appliance's is in RAM and made here */
+	if (quarantine_prepare(c->spool_dir, pw->pw_uid, pw->pw_gid, err, sizeof(err)) < 0)
+		log_err("spool setup error=\"%s\" (held messages larger than hold-memory are "
+		    "refused with 452)", err);
+	if (quarantine_prepare(c->quarantine_dir, pw->pw_uid, pw->pw_gid, err, sizeof(err)) < 0) {
 		log_err("quarantine setup error=\"%s\" (what is refused or stripped for its "
-		    "content cannot be kept)", pw ? err : "no such user");
+		    "content cannot be kept)", err);
 		return;
 	}
 	total = quarantine_sweep(c->quarantine_dir, c->quarantine_max_size, c->quarantine_max_age,

@@ -638,6 +638,27 @@ quarantine_sweep(const char *dir, uint64_t target, unsigned max_age, time_t now)
 	return (int64_t)total;
 }
 
+/* Nothing in the directory open at fd but "." and ".." (fd stays open). */
+static bool
+dir_empty(int fd)
+{
+	int dfd = dup(fd);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	struct dirent *de;
+	bool empty = true;
+
+	if (d == NULL) {
+		if (dfd >= 0)
+			close(dfd);
+		return false;
+	}
+	while (empty && (de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			empty = false;
+	closedir(d);
+	return empty;
+}
+
 int
 quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen)
 {
@@ -670,6 +691,22 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 		snprintf(err, errlen, "quarantine-dir %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	/*
+	 * A shared directory (sticky, or writable by anyone: /tmp) is never
+	 * taken over, nor one of another owner that already holds files.
+	 */
+	if (!S_ISDIR(sb.st_mode) || (sb.st_mode & (S_ISVTX | S_IWOTH))) {
+		snprintf(err, errlen, "%s: a shared directory (sticky or writable by all), not "
+		    "taken", path);
+		close(fd);
+		return -1;
+	}
+	if (sb.st_uid != uid && !dir_empty(fd)) {
+		snprintf(err, errlen, "%s: belongs to uid %u and is not empty, not taken (give it to "
+		    "the workers' user, or name another directory)", path, (unsigned)sb.st_uid);
+		close(fd);
 		return -1;
 	}
 	if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) < 0) {

@@ -145,7 +145,8 @@ int64_t quarantine_sweep(const char *dir, uint64_t target, unsigned max_age, tim
 /*
  * Master, as root, before the workers start: create dir (and its missing
  * parents, 0755) owned by uid:gid, mode 0700; an existing one is given to
- * uid:gid and 0700 (never through a symlink).  -1 with err.
+ * uid:gid and 0700 (never through a symlink).  -1 with err.  The master
+ * prepares spool-dir (hold.h) with it too.
  */
 int quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen);
 

@@ -367,6 +367,24 @@ test_prepare(void **state)
 	assert_int_equal(symlink(sub, link), 0);
 	assert_int_equal(quarantine_prepare(link, getuid(), getgid(), err, sizeof(err)), -1);
 	assert_int_equal(quarantine_prepare("relative", getuid(), getgid(), err, sizeof(err)), -1);
+	/* never a shared directory */
+	assert_int_equal(quarantine_prepare("/tmp", getuid(), getgid(), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "shared directory"));
+	/* another owner's directory is taken only when empty */
+	if (getuid() == 0) {
+		char other[320], file[340];
+		snprintf(other, sizeof(other), "%s/other", dir);
+		assert_int_equal(mkdir(other, 0755), 0);
+		assert_int_equal(chown(other, 1, 1), 0);
+		snprintf(file, sizeof(file), "%s/x", other);
+		close(open(file, O_CREAT | O_WRONLY, 0600));
+		assert_int_equal(quarantine_prepare(other, 65534, 65534, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "not empty"));
+		unlink(file);
+		assert_int_equal(quarantine_prepare(other, 65534, 65534, err, sizeof(err)), 0);
+		assert_int_equal(stat(other, &sb), 0);
+		assert_int_equal(sb.st_uid, 65534);
+	}
 }
 
 static int
