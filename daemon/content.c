@@ -740,8 +740,7 @@ ed_finish(struct content_txn *t, struct edits *E, struct inspect_result *res)
 	for (unsigned i = 0; i < E->n && rc == 0; i++) {
 		struct pedit *p = &E->e[i];
 
-		if (p->off < prev_end || (p->len && pre == NULL && i > 0 && p->off == prev_end &&
-		    E->e[i - 1].len && E->e[i - 1].off == p->off)) {
+		if (p->off < prev_end) {
 			log_sid(LOG_LVL_DEBUG, t->sid, "inspect edit dropped off=%" PRIu64 " len=%" PRIu64
 			    " (another change of the same octets)", p->off, p->len);
 			continue;
