@@ -12,6 +12,10 @@
 #                    ruleset template)
 #   make clean-image remove O
 #
+# CLAMAV=yes|no puts clamd and freshclam on the box or not (default: the
+# board's, board/BOARD/board.conf: yes for intel-4port); changing it for a
+# built image needs FORCE=1.
+#
 # PIN=FILE rebuilds the package versions of an earlier image's manifest
 # (its "package" and "kernel" lines).  The initramfs is rebuilt when one
 # of its sources changed; FORCE=1 rebuilds it anyway (new Debian updates).
@@ -22,6 +26,7 @@ DAEMON_BUILD ?= out/build-release
 DAEMON_DEST ?= $(DAEMON_BUILD)/destdir
 SSH_KEYS ?=
 PIN ?=
+CLAMAV ?=
 
 # The install tree is listed when the recursive make below parses this
 # file, i.e. after "daemon" has (re)installed it.
@@ -37,7 +42,7 @@ initramfs: daemon
 	@$(MAKE) --no-print-directory $(O)/initrd.img
 
 $(O)/initrd.img: $(SOURCES) $(INSTALLED) $(DAEMON_DEST)/usr/sbin/smtpgw $(if $(FORCE),FORCE)
-	initramfs/mkinitramfs -b $(BOARD) -o $(O) -i $(DAEMON_DEST) $(if $(PIN),-p $(PIN))
+	CLAMAV=$(CLAMAV) initramfs/mkinitramfs -b $(BOARD) -o $(O) -i $(DAEMON_DEST) $(if $(PIN),-p $(PIN))
 
 # Release build for the image: generic x86-64 code (QEMU TCG and every
 # x86-64 box run it), never -march=native; no unit tests, no bench tools;

@@ -36,7 +36,32 @@ static const char *const setting_keys[AS_COUNT] = {
 	[AS_ON_AMBIGUOUS] = "on-ambiguous",
 	[AS_ON_UNOPENABLE] = "on-archive-unopenable",
 	[AS_DENY_MESSAGE] = "deny-message",
+	[AS_ANTIVIRUS] = "antivirus",
+	[AS_AV_ON_VIRUS] = "av-on-virus",
+	[AS_AV_ON_ERROR] = "av-on-error",
+	[AS_AV_ON_UNAVAILABLE] = "av-on-unavailable",
+	[AS_SPAM] = "spam",
+	[AS_SPAM_REJECT_CODE] = "spam-reject-code",
+	[AS_SPAM_ON_UNAVAILABLE] = "spam-on-unavailable",
+	[AS_SPAM_REJECT_SCORE] = "spam-reject-score",
+	[AS_SPAM_HEADER_SCORE] = "spam-header-score",
+	[AS_QUARANTINE] = "quarantine",
 };
+
+static const char *const av_modes[] = { "off", "message", "attachments" };
+static const char *const scan_fails[] = { "allow", "deny", "tempfail" };
+
+const char *
+av_mode_name(enum av_mode m)
+{
+	return (unsigned)m < ARRAY_SIZE(av_modes) ? av_modes[m] : "?";
+}
+
+const char *
+scan_fail_name(enum scan_fail f)
+{
+	return (unsigned)f < ARRAY_SIZE(scan_fails) ? scan_fails[f] : "?";
+}
 
 /* The extensions an action may allow (STARTTLS is the TLS settings' business). */
 static const struct {
@@ -78,6 +103,17 @@ scalar_defaults(struct action_rules *r)
 	r->on_unopenable = RULE_ALLOW;
 	r->on_unopenable_flags = RULE_F_LOG;
 	r->deny_message[0] = '\0';
+	/* an action that sets nothing scans nothing (the predefined ones do) */
+	r->antivirus = AV_OFF;
+	r->av_on_virus = RULE_DENY;
+	r->av_on_error = SCAN_FAIL_ALLOW;
+	r->av_on_unavailable = SCAN_FAIL_TEMPFAIL;
+	r->spam = false;
+	snprintf(r->spam_reject_code, sizeof(r->spam_reject_code), "554 5.7.1");
+	r->spam_on_unavailable = SCAN_FAIL_ALLOW;
+	r->spam_reject_score = ARULES_SCORE_RSPAMD;
+	r->spam_header_score = ARULES_SCORE_RSPAMD;
+	r->quarantine = true;
 }
 
 struct action_rules *
@@ -399,6 +435,112 @@ parse_auth_mechs(struct action_rules *r, const char *v, char *err, size_t errsz)
 	return 0;
 }
 
+/* One word of a fixed list (words[i] is value i); first n of them allowed. */
+static int
+parse_word(const char *v, const char *const *words, size_t n, int *out, char *err,
+    size_t errsz)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(v, words[i])) {
+			*out = (int)i;
+			return 0;
+		}
+	}
+	o += (size_t)snprintf(err, errsz, "expected ");
+	for (size_t i = 0; i < n && o < errsz; i++)
+		o += (size_t)snprintf(err + o, errsz - o, "%s%s", words[i],
+		    i + 2 < n ? ", " : i + 1 < n ? " or " : "");
+	if (o < errsz)
+		snprintf(err + o, errsz - o, ", got \"%.40s\"", v);
+	return -1;
+}
+
+/* av-on-error: allow, deny, tempfail; av-on-unavailable and spam-on-unavailable: allow, tempfail. */
+static int
+parse_scan_fail(const char *v, bool deny_ok, enum scan_fail *out, char *err, size_t errsz)
+{
+	static const char *const two[] = { "allow", "tempfail" };
+	int i = 0;
+
+	if (deny_ok) {
+		if (parse_word(v, scan_fails, ARRAY_SIZE(scan_fails), &i, err, errsz) < 0)
+			return -1;
+		*out = (enum scan_fail)i;
+		return 0;
+	}
+	if (parse_word(v, two, ARRAY_SIZE(two), &i, err, errsz) < 0)
+		return -1;
+	*out = i == 0 ? SCAN_FAIL_ALLOW : SCAN_FAIL_TEMPFAIL;
+	return 0;
+}
+
+/*
+ * spam-reject-code: a permanent reply code, optionally with its enhanced
+ * status code ("550", "554 5.7.1"): 5xx, and 5.x.y with x, y of 1..3 digits.
+ */
+static int
+parse_reply_code(struct action_rules *r, const char *v, char *err, size_t errsz)
+{
+	const char *p = v;
+	int dots = 0, digits = 0;
+
+	if (!(p[0] == '5' && p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'))
+		goto bad;
+	p += 3;
+	if (*p == ' ') {
+		if (p[1] != '5' || p[2] != '.')
+			goto bad;
+		dots = 1; /* "5." */
+		for (p += 3; *p; p++) {
+			if (*p == '.') {
+				if (digits == 0 || ++dots > 2)
+					goto bad;
+				digits = 0;
+			} else if (*p >= '0' && *p <= '9' && ++digits <= 3) {
+				continue;
+			} else {
+				goto bad;
+			}
+		}
+		if (dots != 2 || digits == 0)
+			goto bad;
+	} else if (*p != '\0') {
+		goto bad;
+	}
+	snprintf(r->spam_reject_code, sizeof(r->spam_reject_code), "%s", v);
+	return 0;
+bad:
+	snprintf(err, errsz, "expected a 5xx reply code, optionally with its enhanced code "
+	    "(554 or 554 5.7.1), got \"%.40s\"", v);
+	return -1;
+}
+
+/* A spam score threshold: "rspamd" (its own action decides) or a number 0..10000. */
+static int
+parse_score(const char *v, double *out, char *err, size_t errsz)
+{
+	char *end;
+	double d;
+
+	if (!strcmp(v, "rspamd")) {
+		*out = ARULES_SCORE_RSPAMD;
+		return 0;
+	}
+	if (!((v[0] >= '0' && v[0] <= '9') || v[0] == '.'))
+		goto bad;
+	d = strtod(v, &end);
+	if (*end != '\0' || !(d >= 0.0 && d <= ARULES_SCORE_MAX))
+		goto bad;
+	*out = d;
+	return 0;
+bad:
+	snprintf(err, errsz, "expected rspamd or a score of 0 to %.0f, got \"%.40s\"",
+	    ARULES_SCORE_MAX, v);
+	return -1;
+}
+
 /* deny-message: one line in the file; "\n" starts a new line, "\\" is a backslash. */
 static int
 parse_deny_message(struct action_rules *r, const char *v, char *err, size_t errsz)
@@ -525,6 +667,47 @@ arules_kv(struct action_rules *r, const char *key, const char *v, unsigned line,
 		case AS_DENY_MESSAGE:
 			rc = parse_deny_message(r, v, e, sizeof(e));
 			break;
+		case AS_ANTIVIRUS: {
+			int m = 0;
+			rc = parse_word(v, av_modes, ARRAY_SIZE(av_modes), &m, e, sizeof(e));
+			if (rc == 0)
+				r->antivirus = (enum av_mode)m;
+			break;
+		}
+		case AS_AV_ON_VIRUS: {
+			static const char *const acts[] = { "deny", "strip", "drop", "block" };
+			static const enum rule_action map[] = { RULE_DENY, RULE_STRIP, RULE_DROP,
+			    RULE_BLOCK };
+			int m = 0;
+			rc = parse_word(v, acts, ARRAY_SIZE(acts), &m, e, sizeof(e));
+			if (rc == 0)
+				r->av_on_virus = map[m];
+			break;
+		}
+		case AS_AV_ON_ERROR:
+			rc = parse_scan_fail(v, true, &r->av_on_error, e, sizeof(e));
+			break;
+		case AS_AV_ON_UNAVAILABLE:
+			rc = parse_scan_fail(v, false, &r->av_on_unavailable, e, sizeof(e));
+			break;
+		case AS_SPAM:
+			rc = parse_bool_word(v, &r->spam, "on", "off", e, sizeof(e));
+			break;
+		case AS_SPAM_REJECT_CODE:
+			rc = parse_reply_code(r, v, e, sizeof(e));
+			break;
+		case AS_SPAM_ON_UNAVAILABLE:
+			rc = parse_scan_fail(v, false, &r->spam_on_unavailable, e, sizeof(e));
+			break;
+		case AS_SPAM_REJECT_SCORE:
+			rc = parse_score(v, &r->spam_reject_score, e, sizeof(e));
+			break;
+		case AS_SPAM_HEADER_SCORE:
+			rc = parse_score(v, &r->spam_header_score, e, sizeof(e));
+			break;
+		case AS_QUARANTINE:
+			rc = parse_bool_word(v, &r->quarantine, "yes", "no", e, sizeof(e));
+			break;
 		case AS_COUNT:
 			break;
 		}
@@ -561,9 +744,30 @@ copy_setting(struct action_rules *r, const struct action_rules *f, enum arules_s
 	case AS_DENY_MESSAGE:
 		memcpy(r->deny_message, f->deny_message, sizeof(r->deny_message));
 		break;
+	case AS_ANTIVIRUS: r->antivirus = f->antivirus; break;
+	case AS_AV_ON_VIRUS: r->av_on_virus = f->av_on_virus; break;
+	case AS_AV_ON_ERROR: r->av_on_error = f->av_on_error; break;
+	case AS_AV_ON_UNAVAILABLE: r->av_on_unavailable = f->av_on_unavailable; break;
+	case AS_SPAM: r->spam = f->spam; break;
+	case AS_SPAM_REJECT_CODE:
+		memcpy(r->spam_reject_code, f->spam_reject_code, sizeof(r->spam_reject_code));
+		break;
+	case AS_SPAM_ON_UNAVAILABLE: r->spam_on_unavailable = f->spam_on_unavailable; break;
+	case AS_SPAM_REJECT_SCORE: r->spam_reject_score = f->spam_reject_score; break;
+	case AS_SPAM_HEADER_SCORE: r->spam_header_score = f->spam_header_score; break;
+	case AS_QUARANTINE: r->quarantine = f->quarantine; break;
 	case AS_COUNT:
 		break;
 	}
+}
+
+static void
+dump_score(FILE *f, double d)
+{
+	if (d < 0)
+		fputs("rspamd", f);
+	else
+		fprintf(f, "%g", d);
 }
 
 void
@@ -715,6 +919,16 @@ arules_dump(const struct action_rules *r, void *file)
 					fputc(*p, f);
 			}
 			break;
+		case AS_ANTIVIRUS: fputs(av_mode_name(r->antivirus), f); break;
+		case AS_AV_ON_VIRUS: fputs(rule_action_name(r->av_on_virus), f); break;
+		case AS_AV_ON_ERROR: fputs(scan_fail_name(r->av_on_error), f); break;
+		case AS_AV_ON_UNAVAILABLE: fputs(scan_fail_name(r->av_on_unavailable), f); break;
+		case AS_SPAM: fputs(r->spam ? "on" : "off", f); break;
+		case AS_SPAM_REJECT_CODE: fputs(r->spam_reject_code, f); break;
+		case AS_SPAM_ON_UNAVAILABLE: fputs(scan_fail_name(r->spam_on_unavailable), f); break;
+		case AS_SPAM_REJECT_SCORE: dump_score(f, r->spam_reject_score); break;
+		case AS_SPAM_HEADER_SCORE: dump_score(f, r->spam_header_score); break;
+		case AS_QUARANTINE: fputs(r->quarantine ? "yes" : "no", f); break;
 		case AS_COUNT:
 			break;
 		}
@@ -751,6 +965,13 @@ arules_dump(const struct action_rules *r, void *file)
  * (nothing inside can be checked), and the internal server's banner is
  * hidden.  Outbound: the organisation's own users -- source routes are
  * refused (never legitimate), the rest is logged rather than stripped.
+ * Both directions: every message goes to clamd whole (clamd's own MIME
+ * and archive parsers, the widest net), a virus is refused with the deny
+ * message, a scanner that is down makes the sender retry (451), one that
+ * cannot scan a message (too large, encrypted) lets it pass with a log
+ * line.  Inbound only: rspamd's spam verdict (outbound, the users' own
+ * mail would be judged by inbound thresholds and heuristics: an admin
+ * turns it on knowingly).
  */
 static const char *const exec_names[] = {
 	"*.exe", "*.com", "*.scr", "*.pif", "*.bat", "*.cmd", "*.vbs", "*.vbe", "*.js", "*.jse",
@@ -799,6 +1020,13 @@ build_predefined(bool inbound)
 	r->on_ambiguous_flags = RULE_F_LOG;
 	r->on_unopenable = inbound ? RULE_DENY : RULE_ALLOW;
 	r->on_unopenable_flags = RULE_F_LOG;
+	r->antivirus = AV_MESSAGE;
+	r->av_on_virus = RULE_DENY;
+	r->av_on_error = SCAN_FAIL_ALLOW;
+	r->av_on_unavailable = SCAN_FAIL_TEMPFAIL;
+	r->spam = inbound;
+	r->spam_on_unavailable = SCAN_FAIL_ALLOW;
+	r->quarantine = true;
 	r->set_mask = (1u << AS_COUNT) - 1;
 	arules_resolve(r, NULL);
 	return r;

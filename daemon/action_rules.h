@@ -15,6 +15,9 @@
  *   hide-banner, banner, esmtp, auth-mechanisms, unknown-commands,
  *   source-routed, local-part-8bit, envelope-headers, on-ambiguous,
  *   on-archive-unopenable, deny-message
+ *   antivirus, av-on-virus, av-on-error, av-on-unavailable (clamd)
+ *   spam, spam-reject-code, spam-on-unavailable, spam-reject-score,
+ *   spam-header-score (rspamd), quarantine
  *
  * with ACTION allow | deny | drop | block | strip and KIND exact |
  * pattern | regex (rule.h).  The predefined actions SMTP-Incoming.Standard
@@ -22,7 +25,9 @@
  * (arules_predefined): inbound strips executables by name and by
  * content, refuses source-routed addresses and ambiguous MIME and hides
  * the internal server's banner; outbound only refuses source routes and
- * logs what it would strip inbound.
+ * logs what it would strip inbound.  Both scan for viruses (the whole
+ * message, a virus is refused); only inbound asks rspamd about spam
+ * (smtpgw.conf(5) says why).
  *
  * Pure: no I/O.  Lifetime: an action's rules belong to its config
  * (config_free); the predefined ones are built once per process and
@@ -65,8 +70,36 @@ enum arules_setting {
 	AS_ON_AMBIGUOUS,
 	AS_ON_UNOPENABLE,
 	AS_DENY_MESSAGE,
+	AS_ANTIVIRUS,
+	AS_AV_ON_VIRUS,
+	AS_AV_ON_ERROR,
+	AS_AV_ON_UNAVAILABLE,
+	AS_SPAM,
+	AS_SPAM_REJECT_CODE,
+	AS_SPAM_ON_UNAVAILABLE,
+	AS_SPAM_REJECT_SCORE,
+	AS_SPAM_HEADER_SCORE,
+	AS_QUARANTINE,
 	AS_COUNT,
 };
+
+/* antivirus: what clamd is given. */
+enum av_mode {
+	AV_OFF,
+	AV_MESSAGE,     /* the whole message, one INSTREAM (clamd parses the MIME itself) */
+	AV_ATTACHMENTS, /* each leaf part as the MIME parser decodes it, one INSTREAM each */
+};
+
+/* What a scanner that gave no verdict does to the message. */
+enum scan_fail {
+	SCAN_FAIL_ALLOW,    /* delivered unscanned (logged and counted) */
+	SCAN_FAIL_DENY,     /* 554 */
+	SCAN_FAIL_TEMPFAIL, /* 451: the sender keeps it and retries */
+};
+
+#define ARULES_CODE_MAX 24         /* spam-reject-code: "554 5.7.1" */
+#define ARULES_SCORE_RSPAMD (-1.0) /* a threshold left to rspamd's own action */
+#define ARULES_SCORE_MAX 10000.0
 
 /* An address rewrite: the first that matches replaces the address. */
 struct arules_rewrite {
@@ -101,7 +134,21 @@ struct action_rules {
 	enum rule_action on_ambiguous, on_unopenable;
 	unsigned on_ambiguous_flags, on_unopenable_flags;
 	char deny_message[ARULES_DENY_MAX]; /* template (template.h); "" = tpl_default */
+	/* content scanners (scanpolicy.h decides with them) */
+	enum av_mode antivirus;
+	enum rule_action av_on_virus;        /* deny, strip, drop or block */
+	enum scan_fail av_on_error;          /* scan error, too large, encrypted */
+	enum scan_fail av_on_unavailable;    /* allow or tempfail */
+	bool spam;
+	char spam_reject_code[ARULES_CODE_MAX]; /* "5xx" or "5xx 5.x.y" */
+	enum scan_fail spam_on_unavailable;  /* allow or tempfail */
+	double spam_reject_score;            /* ARULES_SCORE_RSPAMD or 0..ARULES_SCORE_MAX */
+	double spam_header_score;
+	bool quarantine;                     /* keep what is refused or stripped for content */
 };
+
+const char *av_mode_name(enum av_mode m);
+const char *scan_fail_name(enum scan_fail f);
 
 /* New rules for a user-defined action: nothing set, nothing matched (allow). */
 struct action_rules *arules_new(void);

@@ -57,6 +57,7 @@ struct parser {
 	bool zone_external_set[CONF_MAX_ZONES];
 	bool seen_action; /* [global] must come before actions */
 	bool tls_dir_set;
+	bool warned_clamd, warned_rspamd; /* scan_warnings(): once per engine */
 };
 
 static int PRINTF_LIKE(3, 4)
@@ -119,6 +120,10 @@ config_defaults(struct config *c)
 	c->smtp.hold_memory = 256 * 1024;
 	c->smtp.dkim_protect = DKIM_PROTECT_DENY;
 	snprintf(c->spool_dir, sizeof(c->spool_dir), "/var/spool/smtpgw");
+	/* the appliance's data partition is mounted on /var/lib/smtpgw */
+	snprintf(c->quarantine_dir, sizeof(c->quarantine_dir), "/var/lib/smtpgw/quarantine");
+	c->quarantine_max_size = 1024ull * 1024 * 1024;
+	c->quarantine_max_age = 30 * 86400;
 	snprintf(c->tls_dir, sizeof(c->tls_dir), "/etc/smtpgw/tls");
 	snprintf(c->trust_store, sizeof(c->trust_store), "/etc/ssl/certs/ca-certificates.crt");
 	c->cert_cache_size = 1000;
@@ -757,6 +762,21 @@ global_kv(struct parser *p, const char *k, char *v)
 		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX)
 			return perr(p, p->line, "%s: expected an absolute path", k);
 		snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", v);
+	} else if (!strcmp(k, "quarantine-dir")) {
+		if (v[0] != '/' || strlen(v) >= CONF_PATH_MAX - 64)
+			return perr(p, p->line, "%s: expected an absolute path (at most %d octets)", k,
+			    CONF_PATH_MAX - 65);
+		snprintf(c->quarantine_dir, sizeof(c->quarantine_dir), "%s", v);
+	} else if (!strcmp(k, "quarantine-max-size")) {
+		/* 1 MiB .. 1 TiB */
+		if (parse_uint(p, k, v, 1048576ul, 1099511627776ull, &n) < 0)
+			return -1;
+		c->quarantine_max_size = n;
+	} else if (!strcmp(k, "quarantine-max-age")) {
+		/* an hour .. ten years */
+		if (parse_uint(p, k, v, 3600, 315360000ul, &n) < 0)
+			return -1;
+		c->quarantine_max_age = (unsigned)n;
 	} else if (!strcmp(k, "cert-cache-size")) {
 		if (parse_uint(p, k, v, 1, 100000, &n) < 0)
 			return -1;
@@ -1272,6 +1292,34 @@ resolve_rules(struct parser *p)
 	return 0;
 }
 
+/*
+ * An action a policy uses that asks for a scanner [global] does not name:
+ * its messages are not scanned by that engine (one warning per engine).
+ */
+static void
+scan_warnings(struct parser *p, const struct conf_policy *pol, const struct conf_action *a)
+{
+	struct config *c = p->c;
+	const struct action_rules *r = config_rules(a);
+	bool av = r->antivirus != AV_OFF && c->clamd.n_servers == 0;
+	bool spam = r->spam && c->rspamd.n_servers == 0;
+
+	for (int i = 0; i < 2; i++) {
+		char w[sizeof(c->warnings[0])];
+		bool *done = i == 0 ? &p->warned_clamd : &p->warned_rspamd;
+
+		if (!(i == 0 ? av : spam) || *done || c->n_warnings >= CONF_MAX_WARNINGS)
+			continue;
+		*done = true;
+		snprintf(w, sizeof(w), "%s:%d: warning: policy %s uses action %s, which asks %s, "
+		    "but [global] names no %s-servers: its messages are not scanned by %s",
+		    p->name, pol->line, pol->name, a->name,
+		    i == 0 ? "clamd for viruses" : "rspamd about spam", i == 0 ? "clamd" : "rspamd",
+		    i == 0 ? "clamd" : "rspamd");
+		memcpy(c->warnings[c->n_warnings++], w, sizeof(w));
+	}
+}
+
 static int
 validate(struct parser *p)
 {
@@ -1371,6 +1419,7 @@ validate(struct parser *p)
 			    p->name, pol->line, pol->name, a->name);
 			memcpy(c->warnings[c->n_warnings++], w, sizeof(w));
 		}
+		scan_warnings(p, pol, a);
 	}
 	return 0;
 }
@@ -1585,6 +1634,8 @@ config_dump(const struct config *c, FILE *f)
 	else
 		fprintf(f, "blocked-sites-exceptions = none\n");
 	fprintf(f, "spool-dir = %s\n", c->spool_dir);
+	fprintf(f, "quarantine-dir = %s\nquarantine-max-size = %llu\nquarantine-max-age = %u\n",
+	    c->quarantine_dir, (unsigned long long)c->quarantine_max_size, c->quarantine_max_age);
 	dump_limits(f, &c->smtp);
 	dump_scanners(f, "clamd", &c->clamd);
 	dump_scanners(f, "rspamd", &c->rspamd);

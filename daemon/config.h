@@ -16,7 +16,9 @@
  *                         clamd-servers, clamd-timeout, clamd-connections,
  *                         clamd-queue, clamd-max-size, clamd-idle-timeout,
  *                         rspamd-servers, rspamd-timeout,
- *                         rspamd-connections, rspamd-queue, rspamd-max-size
+ *                         rspamd-connections, rspamd-queue, rspamd-max-size;
+ *                         quarantine-dir, quarantine-max-size,
+ *                         quarantine-max-age (quarantine.h)
  *   [zone NAME]           interfaces, external
  *   [policy NAME]         from, to, src, dst, action, tls-support, type,
  *                         enabled
@@ -323,6 +325,14 @@ struct config {
 	/* held messages beyond hold-memory: unlinked files here (hold.h) */
 	char spool_dir[CONF_PATH_MAX];
 	struct conf_scanners clamd, rspamd;
+	/*
+	 * What is refused or stripped for content is kept here (quarantine.h):
+	 * a directory of the workers' user, mode 0700, at most max_size octets
+	 * and max_age seconds old (the oldest go first).
+	 */
+	char quarantine_dir[CONF_PATH_MAX];
+	uint64_t quarantine_max_size;
+	unsigned quarantine_max_age;
 	/* non-fatal findings of the last parse: "file:line: warning: ..." */
 	int n_warnings;
 	char warnings[CONF_MAX_WARNINGS][256];

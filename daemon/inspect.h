@@ -34,7 +34,10 @@
  * nothing of it upstream before the verdict; an ALLOW verdict may carry
  * edits, applied while the held copy streams to the destination.  Without
  * the flag the message streams upstream as it arrives and only its end
- * waits for the verdict; edits are then refused (tempfail).
+ * waits for the verdict; edits are then refused (tempfail).  From end()
+ * until the verdict (or abort()), hooks->held() gives the inspector the
+ * held message, sealed, to read (hold.h: hold_read): what it scans and
+ * what it quarantines come from there.
  *
  * Edits are whole-line replacements in the octets body() saw: [off,
  * off + len) becomes text (empty text deletes, len 0 inserts before off).
@@ -61,13 +64,21 @@
 struct inspect_envelope {
 	uint64_t session_id;
 	bool inbound;
+	const struct config *conf;        /* the session's configuration (its [global]) */
 	const struct conf_action *action; /* the session's proxy action; NULL without one */
 	const union sockaddr_any *client, *server;
 	const char *helo;
 	const char *mail_from;   /* "" for the null sender */
 	const char *const *rcpts; /* recipients sent to the destination */
 	int nrcpts;
+	/* TLS: the client's leg (NULL: cleartext), whether the upstream leg is
+	 * encrypted, and the name the upstream certificate is judged on ("") */
+	const char *tls_version, *tls_cipher;
+	bool upstream_tls;
+	const char *server_name;
 };
+
+struct hold;
 
 enum inspect_verdict {
 	INSPECT_ALLOW,
@@ -115,6 +126,11 @@ struct inspect_hooks {
 	void (*verdict)(void *ctx, struct inspect_result *res);
 	/* body() returned INSPECT_BUSY: the inspector can take more now. */
 	void (*resume)(void *ctx);
+	/*
+	 * The held message (INSPECT_F_HOLD, or hold = always), sealed, from
+	 * end() until the verdict or abort(); NULL when it is not held.
+	 */
+	struct hold *(*held)(void *ctx);
 	void *ctx;
 };
 

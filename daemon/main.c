@@ -41,6 +41,9 @@
 #include "log.h"
 #include "classifier.h"
 #include "priv.h"
+#include "qadmin.h"
+#include "quarantine.h"
+#include "scanstat.h"
 #include "status.h"
 #include "util.h"
 #include "worker.h"
@@ -98,6 +101,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: smtpgw [-dDht] [-c FILE] [-p PIDFILE] [-s STATUSFILE]\n"
+	    "       smtpgw [-c FILE] -Q list | show ID | raw ID | delete ID | release ID\n"
 	    "\n"
 	    "Transparent SMTP proxy gateway: classifies new SMTP connections queued by\n"
 	    "the nftables ruleset, accepts them on transparent listeners (TPROXY) and\n"
@@ -113,6 +117,10 @@ usage(FILE *f)
 	    "  -s FILE     keep a key=value status file here: pid, configuration\n"
 	    "              generation, last reload result, children, sessions now\n"
 	    "              (rewritten on reload, child exit and SIGUSR2; removed at exit)\n"
+	    "  -Q VERB     the quarantine (quarantine-dir): list its records, show one\n"
+	    "              (envelope, verdict, headers), raw (the original message),\n"
+	    "              delete one, or release one to its original recipients\n"
+	    "              (once; who is $SMTPGW_ADMIN or the login name)\n"
 	    "  -d          debug logging (every classification decision)\n"
 	    "  -h          this help\n"
 	    "  -V          print the version\n"
@@ -342,8 +350,9 @@ child_gone(int slot)
 	if (children[slot].gen)
 		children[slot].gen->children--;
 	children[slot].gen = NULL;
-	/* its sessions are gone with it */
+	/* its sessions are gone with it, and its scanner pools */
 	quota_clear_slot((unsigned)slot);
+	stats_scan_clear((unsigned)slot);
 }
 
 /* Stop the children of a failed batch (SIGKILL: they never served). */
@@ -469,6 +478,37 @@ gen_release_if_done(struct gen *g)
 }
 
 /*
+ * The quarantine directory and the spool directory, the workers' own
+ * (they write them), and the quarantine's bounds applied (which also
+ * counts what it holds).  A failure is logged,
+ * not fatal: mail keeps flowing, refusals are refused anyway, and a strip
+ * that cannot be kept is tempfailed (content.c).
+ */
+static void
+quarantine_setup(const struct config *c, gid_t worker_gid)
+{
+	char err[512];
+	int64_t total;
+	bool root = geteuid() == 0;
+
+	/*
+	 * root's, the workers' group, 0770 like spool-dir: every worker has a
+	 * uid of its own and writes its records 0600, so no worker reads
+	 * another's; the master sweeps and smtpgw -Q reads as root.
+	 */
+	if (quarantine_prepare(c->quarantine_dir, root ? 0 : geteuid(),
+	    root ? worker_gid : getegid(), err, sizeof(err)) < 0) {
+		log_err("quarantine setup error=\"%s\" (what is refused or stripped for its "
+		    "content cannot be kept)", err);
+		return;
+	}
+	total = quarantine_sweep(c->quarantine_dir, c->quarantine_max_size, c->quarantine_max_age,
+	    time(NULL));
+	log_info("quarantine dir=%s bytes=%lld max-size=%llu max-age=%u", c->quarantine_dir,
+	    (long long)total, (unsigned long long)c->quarantine_max_size, c->quarantine_max_age);
+}
+
+/*
  * Everything a generation needs before any of its children exists:
  * missing TLS files made, the material loaded, the users resolved and the
  * signer started with the CA keys checked.  Takes c (freed on failure).
@@ -519,6 +559,7 @@ gen_build(struct config *c, unsigned id, EVP_PKEY *leaf, char *err, size_t errle
 			log_warn("master users generation=%u note=\"%s\"", id, notes[i]);
 	if (spool_prepare(c, g->worker_gid, err, errlen) < 0)
 		goto fail;
+	quarantine_setup(c, g->worker_gid);
 	if (tls_prepare_files(c, err, errlen) < 0 || tls_load(c, &g->tls, leaf, err, errlen) < 0)
 		goto fail;
 	g->signer = signer_new(c, &g->tls, id, g->signer_user, worker_count(c),
@@ -559,11 +600,43 @@ write_pidfile(const char *path)
 	return 0;
 }
 
+/* Every worker's scanner pools (stats.h), merged (scanstat.h); replaces old. */
+static char *
+scanners_merged(char *old)
+{
+	const char *texts[MAX_CHILDREN];
+	char *bufs[MAX_CHILDREN], *out = NULL;
+	size_t n = 0, len = 0;
+	FILE *f;
+
+	free(old);
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		if (children[i].pid <= 0 || children[i].role != ROLE_WORKER)
+			continue;
+		bufs[n] = xmalloc(STATS_SCAN_TEXT);
+		stats_scan_read((unsigned)i, bufs[n], STATS_SCAN_TEXT);
+		texts[n] = bufs[n];
+		n++;
+	}
+	f = open_memstream(&out, &len);
+	if (f != NULL) {
+		scanstat_merge(texts, n, f);
+		if (fclose(f) != 0) {
+			free(out);
+			out = NULL;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(bufs[i]);
+	return out;
+}
+
 /* Fill the children's part of the status from the table and write it. */
 static void
 status_refresh(void)
 {
 	static bool warned;
+	static char *scanners_text;
 	char err[512];
 	size_t off = 0;
 
@@ -601,6 +674,17 @@ status_refresh(void)
 	st.inspect_denied = stats_sum(STAT_DENIED);
 	st.inspect_stripped = stats_sum(STAT_STRIPPED);
 	st.alarms = stats_sum(STAT_ALARMS);
+	st.viruses = stats_sum(STAT_VIRUSES);
+	st.spam_rejected = stats_sum(STAT_SPAM_REJECTED);
+	st.spam_marked = stats_sum(STAT_SPAM_MARKED);
+	st.scan_tempfail = stats_sum(STAT_SCAN_TEMPFAIL);
+	st.unscanned = stats_sum(STAT_UNSCANNED);
+	st.quarantined = stats_sum(STAT_QUARANTINED);
+	st.quarantine_failed = stats_sum(STAT_QUARANTINE_FAILED);
+	st.quarantine_bytes = stats_gauge(GAUGE_QUARANTINE_BYTES);
+	st.quarantine_dir = cur ? cur->conf->quarantine_dir : "";
+	scanners_text = scanners_merged(scanners_text);
+	st.scanners = scanners_text;
 	st.seq++;
 	if (status_write(statusfile, &st, err, sizeof(err)) < 0) {
 		if (!warned)
@@ -722,8 +806,17 @@ supervise(const char *path)
 	sigaddset(&set, SIGUSR2);
 	for (;;) {
 		siginfo_t si;
-		int sig = sigwaitinfo(&set, &si);
+		struct timespec tick = { QUARANTINE_SWEEP_S, 0 };
+		int sig = sigtimedwait(&set, &si, &tick);
 
+		if (sig < 0) {
+			/* quarantine-max-age: records older than it go, every QUARANTINE_SWEEP_S */
+			if (errno == EAGAIN && cur)
+				(void)quarantine_sweep(cur->conf->quarantine_dir,
+				    cur->conf->quarantine_max_size, cur->conf->quarantine_max_age,
+				    time(NULL));
+			continue;
+		}
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_info("master stop signal=%d", sig);
 			signal_children(SIGTERM, false);
@@ -855,14 +948,15 @@ main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONF;
 	char err[512];
-	bool check = false, debug = false, dump = false;
+	bool check = false, debug = false, dump = false, qadmin = false;
 	struct config *conf;
 	sigset_t set;
 	int ch, rc;
 
-	while ((ch = getopt(argc, argv, "c:dDhp:s:tV")) != -1) {
+	while ((ch = getopt(argc, argv, "+c:dDhp:Qs:tV")) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
+		case 'Q': qadmin = true; break;
 		case 'D': dump = true; break;
 		case 'd': debug = true; break;
 		case 'p': pidfile = optarg; break;
@@ -873,7 +967,7 @@ main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc && !qadmin) {
 		usage(stderr);
 		return 2;
 	}
@@ -883,6 +977,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}
+	if (qadmin)
+		return qadmin_main(conf, argc - optind, argv + optind);
 	if (dump) {
 		for (int i = 0; i < conf->n_warnings; i++)
 			fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);

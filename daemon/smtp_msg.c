@@ -67,6 +67,7 @@ static void verdict_apply(struct smtp_engine *e, bool async);
 static void timeout_result(struct smtp_engine *e, struct inspect_result *res);
 static void on_verdict(void *ctx, struct inspect_result *res);
 static void on_resume(void *ctx);
+static struct hold *on_held(void *ctx);
 
 void
 msg_init(struct smtp_engine *e)
@@ -77,6 +78,7 @@ msg_init(struct smtp_engine *e)
 	hold_init(&t->hold, (size_t)e->lim->hold_memory, e->conf->spool_dir);
 	t->hooks.verdict = on_verdict;
 	t->hooks.resume = on_resume;
+	t->hooks.held = on_held;
 	t->hooks.ctx = e;
 }
 
@@ -158,6 +160,7 @@ inspect_begin(struct smtp_engine *e)
 	struct inspect_envelope env = {
 		.session_id = e->id,
 		.inbound = e->inbound,
+		.conf = e->conf,
 		.action = smtp_action(e),
 		.client = e->client_addr,
 		.server = e->server_addr,
@@ -165,8 +168,16 @@ inspect_begin(struct smtp_engine *e)
 		.mail_from = t->mail_from ? t->mail_from : "",
 		.rcpts = (const char *const *)t->rcpts,
 		.nrcpts = (int)t->nrcpts,
+		.upstream_tls = e->sio && io_is_tls(e->sio),
+		.server_name = e->upref,
 	};
 	unsigned flags = 0;
+	SSL *cssl = io_is_tls(e->cio) ? io_ssl(e->cio) : NULL;
+
+	if (cssl) {
+		env.tls_version = SSL_get_version(cssl);
+		env.tls_cipher = SSL_get_cipher_name(cssl);
+	}
 
 	msg_inspect_cancel(e); /* a DATA tried again after a refusal */
 	t->itxn = e->insp->begin(e->insp, &env, &t->hooks, &flags);
@@ -241,6 +252,16 @@ inspect_body(struct smtp_engine *e, const char *p, size_t n)
 		e->tflags |= TF_INSP_BUSY;
 		ev_timer_arm(&e->txn.itimer, e->lim->t_inspect * 1000ull, inspect_timeout);
 	}
+}
+
+/* The held copy, for the inspector to read between end() and the verdict. */
+static struct hold *
+on_held(void *ctx)
+{
+	struct smtp_engine *e = ctx;
+
+	return (e->tflags & TF_HELD) && e->txn.hold.sealed && !e->txn.hold.error ? &e->txn.hold :
+	    NULL;
 }
 
 static void

@@ -56,6 +56,15 @@ status_print(const struct status *st, time_t now, FILE *f)
 	put_value(f, "worker-pids", st->worker_pids);
 	fprintf(f, "sessions=%u\nchild-deaths=%u\nrespawns=%u\n", st->sessions,
 	    st->child_deaths, st->respawns);
+	fprintf(f, "viruses=%llu\nspam-rejected=%llu\nspam-marked=%llu\nscan-tempfail=%llu\n"
+	    "unscanned=%llu\n", st->viruses, st->spam_rejected, st->spam_marked, st->scan_tempfail,
+	    st->unscanned);
+	fprintf(f, "quarantined=%llu\nquarantine-failed=%llu\nquarantine-bytes=%llu\n",
+	    st->quarantined, st->quarantine_failed, st->quarantine_bytes);
+	put_value(f, "quarantine-dir", st->quarantine_dir);
+	/* scanstat.h lines, already one key=value per line */
+	if (st->scanners)
+		fputs(st->scanners, f);
 }
 
 int

@@ -31,6 +31,12 @@
  *   sessions         sessions now, all workers (quota_total)
  *   child-deaths     children that died unexpectedly since start
  *   respawns         children respawned since start
+ *   viruses, spam-rejected, spam-marked, scan-tempfail, unscanned
+ *                    content scanning since start (stats.h)
+ *   quarantined, quarantine-failed   records written / not written
+ *   quarantine-bytes the quarantine's size now; quarantine-dir where
+ *   clamd.*, rspamd.* each scanner pool, merged over the workers
+ *                    (scanstat.h: health, last error, counters)
  */
 #ifndef SMTPGW_STATUS_H
 #define SMTPGW_STATUS_H
@@ -73,6 +79,10 @@ struct status {
 	unsigned respawns;
 	/* content inspection since start (stats.h): messages, refused, stripped, alarms */
 	unsigned long long inspected, inspect_denied, inspect_stripped, alarms;
+	unsigned long long viruses, spam_rejected, spam_marked, scan_tempfail, unscanned;
+	unsigned long long quarantined, quarantine_failed, quarantine_bytes;
+	const char *quarantine_dir;
+	const char *scanners; /* scanstat_merge() output, or NULL */
 };
 
 const char *reload_result_name(enum reload_result r);

@@ -16,6 +16,7 @@
 #include "io.h"
 #include "quota.h"
 #include "log.h"
+#include "msgscan.h"
 #include "session.h"
 #include "util.h"
 #include "worker.h"
@@ -293,9 +294,14 @@ worker_main(const struct config *c, const int *lfds, int nlfds, bool on_standby)
 		if (standby)
 			ev_fd_del(&listeners[n_listeners - 1]);
 	}
-	log_info("worker ready listeners=%d max_sessions=%u%s", n_listeners, c->max_sessions,
-	    standby ? " standby=yes" : "");
+	/* this worker's scanner pools (health checks start now) */
+	msgscan_worker_init(c);
+	log_info("worker ready listeners=%d max_sessions=%u%s clamd-servers=%d rspamd-servers=%d",
+	    n_listeners, c->max_sessions, standby ? " standby=yes" : "", c->clamd.n_servers,
+	    c->rspamd.n_servers);
 	ev_loop();
 	session_reap();
+	/* every session is gone, so is every scan: the pools may go */
+	msgscan_worker_free();
 	return 0;
 }

@@ -2,6 +2,7 @@
 import, rollback, and the storage rules (atomic writes, the lock)."""
 
 import os
+import re
 import subprocess
 import time
 
@@ -98,10 +99,12 @@ def test_check_hand_edited_staged_reports_file_and_line(box):
 
 
 def test_check_warnings_with_location(box):
+    # the box names no scanners: its predefined actions' scanning is a warning already
+    before = int(re.search(r"(\d+) warnings", box.ok("check").out).group(1))
     box.ok("policy", "set", "SMTP-Proxy-Out", "tls-support", "disabled")
     r = box.ok("check")
     assert f"{box.staged}:" in r.err and ": warning: policy SMTP-Proxy-Out" in r.err
-    assert "1 warnings" in r.out
+    assert f"{before + 1} warnings" in r.out
 
 
 def test_check_restart_keys(box):

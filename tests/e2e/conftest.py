@@ -115,6 +115,18 @@ def module_gateway_config(testbed):
         cfg.restore()
 
 
+@pytest.fixture(scope="module")
+def streamed_outbound(module_gateway_config):
+    """Testbed-Outgoing without its scanners (antivirus and spam off) for a
+    whole module: its messages stream to the destination as they arrive and
+    only the end of data waits for the verdict -- the engine's streamed
+    path, which a scanning action replaces with a held message (scanned and
+    quarantined from the held copy).  For the tests of that path."""
+    module_gateway_config.update({("action Testbed-Outgoing", "antivirus"): "off",
+                                  ("action Testbed-Outgoing", "spam"): "off"})
+    yield
+
+
 # Attach the gateway log written during a failed test to its report.
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,17 @@ ext-mx's session summary shows which way it went (bdat=N or data=1).
 BDAT content that breaks the DATA rules (bare LF, NUL, a line over 998
 octets) is refused the same way as in DATA, whether it would have been
 forwarded as BDAT or converted.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import pytest
 
 from conftest import flow, message, new_token, random_lport, strip_trace
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 DOTTY = ("first line\r\n"
          ".leading dot\r\n"

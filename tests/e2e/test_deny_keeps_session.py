@@ -19,6 +19,10 @@ Proves, with real Postfix destinations:
 - with hold = always the refused message never reaches the destination at
   all: its DATA is never sent, an RSET discards the transaction, and the
   same upstream connection carries the next message (no reconnection).
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import re
@@ -27,6 +31,8 @@ import pytest
 
 from conftest import (dot_stuff, flow, log_fields, message, new_token, random_lport,
                       split_hostport)
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 REFUSALS = {
     "bare-lf": ("a line with a bare LF\nhere\r\n", 554, "5.6.0"),

@@ -9,6 +9,10 @@ without a completed DATA/BDAT, and nothing of the session is queued or
 delivered.  Part of the message has reached ext-mx before the client
 goes (its lost-connection line counts the bytes), so the abort is really
 what stops it.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import re
@@ -16,6 +20,8 @@ import re
 import pytest
 
 from conftest import flow, message, new_token, random_lport
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 ABORT = r'smtp upstream abort reason="client (disconnected|error) mid-message"'
 

@@ -27,12 +27,18 @@ DATA completed; and its Maildir):
   test_deny_keeps_session.py has the rest);
 - max-message-size = 2048: MAIL SIZE=4096 gets `552 5.3.4`; a 4 KiB
   message gets `552 5.3.4` after its dot and is not delivered.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import pytest
 
 from conftest import (ADDR, dot_stuff, delivered_to, flow, message, new_token,
                       random_lport, scripted_smtp)
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 FL = flow("outbound", 4)
 

@@ -110,10 +110,10 @@ def test_too_large(testbed, scan):
 
 
 def test_clamd_own_limit_is_too_large(testbed, scan):
-    # 26 MiB against clamd's StreamMaxLength of 25 MiB, our limit above it
-    big = scan.big("twenty-six-mib.eml", 26 * 1024 * 1024)
+    # 65 MiB against the testbed clamd's StreamMaxLength of 64 MiB, our limit above it
+    big = scan.big("sixty-five-mib.eml", 65 * 1024 * 1024)
     results, status, r = run_scanclient(
-        testbed, ["-m", 40 * 1024 * 1024, "-S", "clamd", clamd_servers(testbed, "clamd-2"), big])
+        testbed, ["-m", 80 * 1024 * 1024, "-S", "clamd", clamd_servers(testbed, "clamd-2"), big])
     assert r.returncode == 0, r.stderr
     assert results[0]["status"] == "too-large", results
     assert "StreamMaxLength" in results[0]["reason"]

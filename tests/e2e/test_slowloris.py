@@ -12,6 +12,10 @@ Proves, with `timeout-client-command = 3` and `timeout-client-data = 3`:
   after DATA), and nothing is delivered;
 - in DATA only inactivity counts: a client that sends one byte a second
   for 5 s and then ends the message gets its 250 and the message arrives.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import select
@@ -20,6 +24,8 @@ import time
 import pytest
 
 from conftest import dot_stuff, flow, message, new_token, random_lport
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 TIMEOUT = 3
 FL = flow("outbound", 4)

@@ -19,11 +19,17 @@ another recipient; then the message ends properly with CRLF.CRLF.
 
 In both modes the next reply after the end-of-data reply answers QUIT
 (221): no reply to a smuggled command ever reaches the client.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import pytest
 
 from conftest import delivered_to, flow, message, new_token, random_lport
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 # The end-of-data variants.  Sources:
 #  [SEC]  SEC Consult, "SMTP Smuggling - Spoofing E-Mails Worldwide",

@@ -23,6 +23,10 @@ and turns its failures into the right temporary errors:
   within 2 to 4 s and the connection closes.
 The scripted upstream listens on ext-mx's second address (198.51.100.26
 or 2001:db8:2::26), so the session crosses the gateway outbound.
+
+The outbound action does not scan here (the streamed_outbound fixture:
+antivirus and spam off): what is tested is the streamed path, which a
+scanning action replaces with a held message.
 """
 
 import time
@@ -30,6 +34,8 @@ import time
 import pytest
 
 from conftest import ADDR, dot_stuff, flow, message, new_token, random_lport, scripted_smtp
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 
 @pytest.mark.parametrize("local,code,enh", [("reject550", 550, "5.1.1"),

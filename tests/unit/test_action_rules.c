@@ -341,6 +341,122 @@ test_predefined_dump_clones(void **state)
 	}
 }
 
+/* The scanners' settings: parsed, inherited, predefined, refused, dumped. */
+static void
+test_scanner_settings(void **state)
+{
+	const struct action_rules *r, *in, *out;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	assert_int_equal(parse("[action A]\n"
+	    "antivirus = attachments\nav-on-virus = strip\nav-on-error = tempfail\n"
+	    "av-on-unavailable = allow\nspam = on\nspam-reject-code = 550 5.7.0\n"
+	    "spam-on-unavailable = tempfail\nspam-reject-score = 12.5\n"
+	    "spam-header-score = 4\nquarantine = no\n"
+	    "[action B]\nrules-from = A\nspam = off\n"
+	    "[action C]\nrules-from = SMTP-Outgoing.Standard\n"
+	    "[action D]\ntls-action = inspect\n"), 0);
+	r = rules_of("A");
+	assert_int_equal(r->antivirus, AV_ATTACHMENTS);
+	assert_int_equal(r->av_on_virus, RULE_STRIP);
+	assert_int_equal(r->av_on_error, SCAN_FAIL_TEMPFAIL);
+	assert_int_equal(r->av_on_unavailable, SCAN_FAIL_ALLOW);
+	assert_true(r->spam);
+	assert_string_equal(r->spam_reject_code, "550 5.7.0");
+	assert_int_equal(r->spam_on_unavailable, SCAN_FAIL_TEMPFAIL);
+	assert_true(r->spam_reject_score == 12.5);
+	assert_true(r->spam_header_score == 4);
+	assert_false(r->quarantine);
+	/* inherited, but for what B sets */
+	r = rules_of("B");
+	assert_int_equal(r->antivirus, AV_ATTACHMENTS);
+	assert_int_equal(r->av_on_virus, RULE_STRIP);
+	assert_false(r->spam);
+	assert_string_equal(r->spam_reject_code, "550 5.7.0");
+	/* the predefined ones: viruses both ways, spam inbound only */
+	in = rules_of("SMTP-Incoming.Standard");
+	out = rules_of("SMTP-Outgoing.Standard");
+	assert_int_equal(in->antivirus, AV_MESSAGE);
+	assert_int_equal(out->antivirus, AV_MESSAGE);
+	assert_int_equal(in->av_on_virus, RULE_DENY);
+	assert_int_equal(in->av_on_unavailable, SCAN_FAIL_TEMPFAIL);
+	assert_int_equal(in->av_on_error, SCAN_FAIL_ALLOW);
+	assert_true(in->spam);
+	assert_false(out->spam);
+	assert_int_equal(in->spam_on_unavailable, SCAN_FAIL_ALLOW);
+	assert_string_equal(in->spam_reject_code, "554 5.7.1");
+	assert_true(in->spam_reject_score < 0 && in->spam_header_score < 0);
+	assert_true(in->quarantine);
+	assert_int_equal(rules_of("C")->antivirus, AV_MESSAGE);
+	assert_false(rules_of("C")->spam);
+	/* an action that sets nothing scans nothing */
+	r = rules_of("D");
+	assert_int_equal(r->antivirus, AV_OFF);
+	assert_false(r->spam);
+	assert_true(r->quarantine);
+
+	/* the dump reads back the same */
+	f = open_memstream(&text, &len);
+	config_dump(conf, f);
+	fclose(f);
+	assert_non_null(strstr(text, "[action A]\n"));
+	assert_non_null(strstr(text, "antivirus = attachments\n"));
+	assert_non_null(strstr(text, "spam-reject-score = 12.5\n"));
+	assert_non_null(strstr(text, "spam-header-score = 4\n"));
+	assert_non_null(strstr(text, "spam-reject-code = 550 5.7.0\n"));
+	assert_non_null(strstr(text, "spam-reject-score = rspamd\n")); /* predefined */
+	char *sec = strstr(text, "[action A]"), *end;
+	sec = strdup(sec);
+	if ((end = strstr(sec, "\n[")) != NULL)
+		end[1] = '\0';
+	assert_int_equal(parse(sec), 0);
+	r = rules_of("A");
+	assert_int_equal(r->antivirus, AV_ATTACHMENTS);
+	assert_true(r->spam_reject_score == 12.5);
+	assert_false(r->quarantine);
+	free(sec);
+	free(text);
+}
+
+static void
+test_scanner_errors(void **state)
+{
+	static const struct {
+		const char *text, *want;
+	} cases[] = {
+		{ "[action A]\nantivirus = yes\n",
+		  "rules.conf:2: [action A] antivirus: expected off, message or attachments, got \"yes\"" },
+		{ "[action A]\nav-on-virus = allow\n",
+		  "av-on-virus: expected deny, strip, drop or block" },
+		{ "[action A]\nav-on-error = strip\n", "av-on-error: expected allow, deny or tempfail" },
+		{ "[action A]\nav-on-unavailable = deny\n",
+		  "av-on-unavailable: expected allow or tempfail" },
+		{ "[action A]\nspam = yes\n", "spam: expected on or off" },
+		{ "[action A]\nspam-reject-code = 451\n", "spam-reject-code: expected a 5xx reply code" },
+		{ "[action A]\nspam-reject-code = 554 4.7.1\n", "spam-reject-code:" },
+		{ "[action A]\nspam-reject-code = 554 5.7\n", "spam-reject-code:" },
+		{ "[action A]\nspam-reject-code = 554 5.7.1 go away\n", "spam-reject-code:" },
+		{ "[action A]\nspam-reject-code = 5544\n", "spam-reject-code:" },
+		{ "[action A]\nspam-reject-score = -1\n",
+		  "spam-reject-score: expected rspamd or a score of 0 to 10000" },
+		{ "[action A]\nspam-header-score = 1e9\n", "spam-header-score:" },
+		{ "[action A]\nspam-header-score = 5x\n", "spam-header-score:" },
+		{ "[action A]\nspam-header-score = nan\n", "spam-header-score:" },
+		{ "[action A]\nquarantine = maybe\n", "quarantine: expected yes or no" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(parse(cases[i].text), -1);
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
+	}
+	/* the forms that are taken */
+	assert_int_equal(parse("[action A]\nspam-reject-code = 550\nspam-header-score = .5\n"), 0);
+	assert_int_equal(parse("[action A]\nspam-reject-code = 554 5.123.999\n"), 0);
+}
+
 static void
 test_addresses(void **state)
 {
@@ -367,6 +483,8 @@ main(void)
 		T(test_errors),
 		T(test_dump_round_trip),
 		T(test_predefined_dump_clones),
+		T(test_scanner_settings),
+		T(test_scanner_errors),
 		T(test_addresses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

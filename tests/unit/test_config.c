@@ -159,6 +159,7 @@ test_testbed_file_loads(void **state)
 	assert_true(conf->n_zones > 0);
 	assert_true(conf->n_policies > 0);
 	assert_true(config_action_index(conf, "Testbed-Outgoing") >= 0);
+	config_free(conf);
 }
 
 static void
@@ -683,9 +684,13 @@ test_actions_and_profiles(void **state)
 	assert_ptr_equal(config_limits(conf, 0), &conf->actions[out].smtp);
 	assert_ptr_equal(config_limits(conf, -1), &conf->smtp);
 	/* inspect + TLS Support disabled: a warning naming the policy's line, not an error */
-	assert_int_equal(conf->n_warnings, 1);
+	assert_int_equal(conf->n_warnings, 3);
 	assert_non_null(strstr(conf->warnings[0], NAME ":"));
 	assert_non_null(strstr(conf->warnings[0], "policy q has TLS Support disabled"));
+	/* the predefined action scans, and no scanner is configured: said once per engine */
+	assert_non_null(strstr(conf->warnings[1], "asks clamd for viruses, but [global] names no "
+	    "clamd-servers"));
+	assert_non_null(strstr(conf->warnings[2], "asks rspamd about spam"));
 }
 
 /* on-no-reference-name and allow-cn-fallback: parsed, and dumped the way they parse back. */
