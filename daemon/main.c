@@ -498,7 +498,7 @@ quarantine_setup(const struct config *c, gid_t worker_gid)
 	 */
 	if (quarantine_prepare(c->quarantine_dir, root ? 0 : geteuid(),
 	    root ? worker_gid : getegid(), err, sizeof(err)) < 0) {
-		log_err("quarantine setup error=\"%s\" (what is refused or stripped for its "
+		log_err("quarantine setup error=\"quarantine-dir: %s\" (what is refused or stripped for its "
 		    "content cannot be kept)", err);
 		return;
 	}
@@ -522,23 +522,13 @@ quarantine_setup(const struct config *c, gid_t worker_gid)
 static int
 spool_prepare(const struct config *c, gid_t gid, char *err, size_t errlen)
 {
-	struct stat sb;
+	char why[400];
 
 	if (geteuid() != 0)
 		return 0; /* tests run unprivileged: the directory is theirs */
-	if (mkdir(c->spool_dir, 0770) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%.200s: spool-dir %.200s: %s", c->path, c->spool_dir,
-		    strerror(errno));
-		return -1;
-	}
-	if (lstat(c->spool_dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		snprintf(err, errlen, "%.200s: spool-dir %.200s is not a directory", c->path,
-		    c->spool_dir);
-		return -1;
-	}
-	if (chown(c->spool_dir, 0, gid) < 0 || chmod(c->spool_dir, 0770) < 0) {
-		snprintf(err, errlen, "%.200s: spool-dir %.200s: %s", c->path, c->spool_dir,
-		    strerror(errno));
+	/* the appliance's /var/spool is in RAM: missing parents are made too */
+	if (quarantine_prepare(c->spool_dir, 0, gid, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%.200s: spool-dir: %.250s", c->path, why);
 		return -1;
 	}
 	return 0;

@@ -667,7 +667,7 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 	int fd;
 
 	if (dir[0] != '/' || strlen(dir) >= sizeof(path)) {
-		snprintf(err, errlen, "quarantine-dir %s: not an absolute path", dir);
+		snprintf(err, errlen, "%s: not an absolute path", dir);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s", dir);
@@ -677,18 +677,18 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 			continue;
 		*p = '\0';
 		if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-			snprintf(err, errlen, "quarantine-dir: mkdir %s: %s", path, strerror(errno));
+			snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
 			return -1;
 		}
 		*p = '/';
 	}
 	if (mkdir(path, 0770) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "quarantine-dir: mkdir %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "mkdir %s: %s", path, strerror(errno));
 		return -1;
 	}
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb) < 0) {
-		snprintf(err, errlen, "quarantine-dir %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -710,12 +710,12 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 		return -1;
 	}
 	if ((sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) < 0) {
-		snprintf(err, errlen, "quarantine-dir %s: chown: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: chown: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	if ((sb.st_mode & 07777) != 0770 && fchmod(fd, 0770) < 0) {
-		snprintf(err, errlen, "quarantine-dir %s: chmod: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: chmod: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}

@@ -146,7 +146,7 @@ int64_t quarantine_sweep(const char *dir, uint64_t target, unsigned max_age, tim
  * Master, as root, before the workers start: create dir (and its missing
  * parents, 0755) owned by uid:gid (root and the workers' group), mode 0770;
  * an existing one is given to uid:gid and 0770 (never through a symlink).
- * -1 with err.
+ * -1 with err.  spool-dir is prepared with it too (main.c).
  */
 int quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen);
 

@@ -20,7 +20,7 @@ refusal of clients, recovery.
    attempt.  Once the held sessions end, a new client gets 220 again.
    prlimit on another user's process needs CAP_SYS_RESOURCE, which a test
    machine may lack, so for this case the workers run as root (user =
-   root; their capabilities are still dropped).
+   root, worker-uid-base = 0; their capabilities are still dropped).
 """
 
 import re
@@ -126,6 +126,7 @@ def test_reload_refused_when_the_limit_cannot_be_raised(testbed, gateway_config)
 def test_exhausted_descriptors_refuse_cleanly_without_spinning(testbed, gateway_config):
     fl = flow("outbound", 4)
     gateway_config.set("global", "user", "root")
+    gateway_config.set("global", "worker-uid-base", "0")  # not a uid of their own either
     st = status(testbed)
     workers = [int(p) for p in st["worker-pids"].split()]
     assert len(workers) == 2, st
