@@ -228,7 +228,11 @@ worker_count(const struct config *c)
 	return (unsigned)n;
 }
 
-/* In the signer process: the master's sockets are none of its business. */
+/*
+ * In the signer process: the master's sockets are none of its business,
+ * nor the blocker's (a signer started after the blocker, at a reload or a
+ * respawn, would otherwise hold both ends of its registration socket).
+ */
 static void
 signer_child_cleanup(void)
 {
@@ -236,11 +240,16 @@ signer_child_cleanup(void)
 		if (lfds[i] >= 0)
 			close(lfds[i]);
 	classifier_close(queue);
+	blocked_child_detach();
 }
 
-/* Runs in the child; never returns. */
+/*
+ * Runs in the child; never returns.  ready_fd is the write end of the
+ * pipe the master waits on, ready_rd its read end (closed: only the
+ * master reads there).
+ */
 static void NORETURN
-child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
+child_run(enum role role, struct gen *g, int slot, int ready_fd, int ready_rd, bool standby)
 {
 	char err[256];
 	sigset_t none;
@@ -249,7 +258,12 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0); /* the master is already gone */
-	blocked_child_init();
+	if (ready_rd >= 0)
+		close(ready_rd);
+	if (role == ROLE_CLASSIFIER)
+		blocked_child_detach(); /* it never asks for a block */
+	else
+		blocked_child_init();
 	sigemptyset(&none);
 	if (role == ROLE_CLASSIFIER) {
 		struct sigaction sa;
@@ -300,9 +314,13 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 	_exit(rc < 0 ? 1 : 0);
 }
 
-/* Fork one child of generation g (a worker on standby: see worker.h); its table slot, or -1. */
+/*
+ * Fork one child of generation g (a worker on standby: see worker.h); its
+ * table slot, or -1.  ready[1] is where it says it is ready; ready[0],
+ * the master's end, is closed in the child.
+ */
 static int
-spawn(enum role role, struct gen *g, int ready_fd, bool standby)
+spawn(enum role role, struct gen *g, const int ready[2], bool standby)
 {
 	int slot = -1;
 	pid_t pid;
@@ -324,7 +342,7 @@ spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
 		stats_use_slot((unsigned)slot);
-		child_run(role, g, slot, ready_fd, standby);
+		child_run(role, g, slot, ready[1], ready[0], standby);
 	}
 	children[slot].pid = pid;
 	children[slot].role = role;
@@ -374,7 +392,7 @@ spawn_ready(struct gen *g, enum role role, unsigned n, bool standby)
 	if (n > MAX_CHILDREN || pipe2(p, O_CLOEXEC) < 0)
 		return -1;
 	for (; started < n; started++)
-		if ((slots[started] = spawn(role, g, p[1], standby)) < 0)
+		if ((slots[started] = spawn(role, g, p, standby)) < 0)
 			break;
 	close(p[1]);
 	while (started == n && got < n) {
@@ -799,7 +817,7 @@ supervise(const char *path)
 				}
 				int p[2];
 				if (pipe2(p, O_CLOEXEC) == 0) {
-					if (spawn(role, cur, p[1], false) >= 0) {
+					if (spawn(role, cur, p, false) >= 0) {
 						st.respawns++;
 						log_info("master respawned role=%s",
 						    role == ROLE_CLASSIFIER ? "classify" : "worker");
@@ -894,6 +912,17 @@ main(int argc, char **argv)
 	for (int i = 0; i < conf->n_warnings; i++)
 		fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
 
+	/*
+	 * Nothing this process was started with but stdin, stdout and stderr
+	 * may reach its children (the signer above all): whatever the parent
+	 * left open is closed before anything of ours is opened.
+	 */
+	if (close_range(3, ~0u, 0) < 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (long fd = 3; fd < (max > 0 ? max : 1024); fd++)
+			close((int)fd);
+	}
 	log_init(conf->log, "master", debug);
 	/* Signals are taken synchronously (sigwaitinfo); children set their own. */
 	sigemptyset(&set);
