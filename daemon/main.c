@@ -260,6 +260,9 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, int ready_rd, b
 		_exit(0); /* the master is already gone */
 	if (ready_rd >= 0)
 		close(ready_rd);
+	/* Its generation's log setting: a reload may have changed it. */
+	log_init(g->conf->log, role == ROLE_CLASSIFIER ? "classify" : "worker",
+	    log_debug_enabled());
 	if (role == ROLE_CLASSIFIER)
 		blocked_child_detach(); /* it never asks for a block */
 	else
@@ -275,7 +278,6 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, int ready_rd, b
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		log_set_procname("classify");
 		for (int i = 0; i < 2; i++)
 			if (lfds[i] >= 0)
 				close(lfds[i]);
@@ -291,7 +293,6 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, int ready_rd, b
 		_exit(rc < 0 ? 1 : 0);
 	}
 
-	log_set_procname("worker");
 	signal(SIGCHLD, SIG_DFL);
 	classifier_close(queue);
 	signer_close_inherited(g->signer);
@@ -715,6 +716,9 @@ reload(const char *path, char *why, size_t whylen)
 	}
 	cur = ng;
 	tls_global = &cur->tls;
+	/* log = stderr|syslog: the master's own lines follow the new setting too. */
+	if (nc->log != oc->log)
+		log_init(nc->log, "master", log_debug_enabled());
 	gen_release_if_done(old);
 	log_info("reload done generation=%u zones=%d policies=%d workers=%u", ng->id,
 	    nc->n_zones, nc->n_policies, worker_count(nc));
