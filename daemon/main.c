@@ -838,6 +838,50 @@ supervise(const char *path)
 
 /* ------------------------------------------------------------ -t */
 
+/*
+ * smtpgw -t: a directory a start or a reload makes or uses (spool-dir:
+ * spool_prepare, which refuses a symbolic link; tls-dir:
+ * tls_prepare_files) must be one, or be missing with a directory to make
+ * it in.  Nothing is created.
+ */
+static int
+dir_usable(const struct config *c, const char *key, const char *dir, bool no_symlink, char *err,
+    size_t errlen)
+{
+	char parent[CONF_PATH_MAX];
+	struct stat sb;
+	size_t n;
+
+	if ((no_symlink ? lstat(dir, &sb) : stat(dir, &sb)) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return 0;
+		snprintf(err, errlen, "%.200s: %s %.200s is not a directory", c->path, key, dir);
+		return -1;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "%.200s: %s %.200s: %s", c->path, key, dir, strerror(errno));
+		return -1;
+	}
+	/* Missing: made at start with mkdir(2), which needs its parent. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	n = strlen(parent);
+	while (n > 1 && parent[n - 1] == '/')
+		parent[--n] = '\0';
+	char *slash = strrchr(parent, '/');
+	if (slash == NULL)
+		snprintf(parent, sizeof(parent), ".");
+	else if (slash == parent)
+		parent[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(parent, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%.120s: %s %.120s cannot be created: %.120s is not a "
+		    "directory", c->path, key, dir, parent);
+		return -1;
+	}
+	return 0;
+}
+
 /* smtpgw -t: everything a start or a reload would check, nothing created or changed. */
 static int
 check_config(struct config *c, const char *path)
@@ -849,7 +893,9 @@ check_config(struct config *c, const char *path)
 		fprintf(stderr, "smtpgw: %s\n", c->warnings[i]);
 	memset(&g, 0, sizeof(g));
 	if (tls_check(c, err, sizeof(err), warn, sizeof(warn)) < 0 ||
-	    users_resolve(c, &g, notes, err, sizeof(err)) < 0) {
+	    users_resolve(c, &g, notes, err, sizeof(err)) < 0 ||
+	    dir_usable(c, "tls-dir", c->tls_dir, false, err, sizeof(err)) < 0 ||
+	    dir_usable(c, "spool-dir", c->spool_dir, true, err, sizeof(err)) < 0) {
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}
