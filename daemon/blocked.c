@@ -477,6 +477,16 @@ blocked_child_init(void)
 	}
 }
 
+void
+blocked_child_detach(void)
+{
+	blocked_child_init();
+	if (reg_fds[1] >= 0) {
+		close(reg_fds[1]);
+		reg_fds[1] = -1;
+	}
+}
+
 /* ------------------------------------------------------------ worker side */
 
 static int chan = -1;

@@ -67,6 +67,11 @@ void blocked_stop(void);
  * the channels workers register.
  */
 void blocked_child_init(void);
+/*
+ * In a child that never asks for a block (the classifier, the signer):
+ * both ends closed, so it can neither read nor register channels.
+ */
+void blocked_child_detach(void);
 
 /*
  * Worker (or any process with an ev loop, forked after blocked_start):

@@ -47,6 +47,8 @@ const char *const certfail_class_keys[CF_COUNT] = {
 	[CF_INVALID] = "on-invalid",
 };
 
+#define SEEN_KEYS_MAX 128
+
 struct parser {
 	struct config *c;
 	const char *name;
@@ -58,6 +60,16 @@ struct parser {
 	bool seen_action; /* [global] must come before actions */
 	bool tls_dir_set;
 	bool warned_clamd, warned_rspamd; /* scan_warnings(): once per engine */
+	/*
+	 * The single-valued keys set so far in the current section ([global]
+	 * keeps its own: it may come back), for the warning about a key set
+	 * twice.  Bounded: a section has fewer distinct keys than this.
+	 */
+	struct seen_key {
+		char key[48];
+		int line;
+	} seen[2][SEEN_KEYS_MAX];
+	int n_seen[2]; /* [0] the current section, [1] [global] */
 };
 
 static int PRINTF_LIKE(3, 4)
@@ -74,6 +86,51 @@ perr(struct parser *p, int line, const char *fmt, ...)
 	else
 		snprintf(p->err, p->errlen, "%s: %s", p->name, msg);
 	return -1;
+}
+
+static void PRINTF_LIKE(3, 4)
+pwarn(struct parser *p, int line, const char *fmt, ...)
+{
+	char msg[200];
+	va_list ap;
+
+	if (p->c->n_warnings >= CONF_MAX_WARNINGS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(p->c->warnings[p->c->n_warnings++], sizeof(p->c->warnings[0]),
+	    "%s:%d: warning: %s", p->name, line, msg);
+}
+
+/*
+ * A key that may be given once per section, given again: the last one
+ * applies (as it always has), and a warning says so -- two lines that
+ * disagree are a mistake an admin should see.  Lists (a zone's
+ * interfaces, rules, rewrites) are meant to repeat.
+ */
+static void
+note_key(struct parser *p, const char *k)
+{
+	size_t kl = strlen(k);
+	int w = p->sec == SEC_GLOBAL ? 1 : 0;
+
+	if ((p->sec == SEC_ZONE && !strcmp(k, "interfaces")) ||
+	    (p->sec == SEC_ACTION && ((kl > 5 && !strcmp(k + kl - 5, "-rule")) ||
+	    (kl > 8 && !strcmp(k + kl - 8, "-rewrite")))))
+		return;
+	for (int i = 0; i < p->n_seen[w]; i++) {
+		if (strcmp(p->seen[w][i].key, k) != 0)
+			continue;
+		pwarn(p, p->line, "%.48s is set again (first at line %d): the last one applies", k,
+		    p->seen[w][i].line);
+		p->seen[w][i].line = p->line;
+		return;
+	}
+	if (p->n_seen[w] < SEEN_KEYS_MAX && kl < sizeof(p->seen[w][0].key)) {
+		snprintf(p->seen[w][p->n_seen[w]].key, sizeof(p->seen[w][0].key), "%s", k);
+		p->seen[w][p->n_seen[w]++].line = p->line;
+	}
 }
 
 void
@@ -1200,8 +1257,10 @@ parse_line(struct parser *p, char *s)
 	s = trim(s);
 	if (*s == '\0' || *s == '#' || *s == ';')
 		return 0;
-	if (*s == '[')
+	if (*s == '[') {
+		p->n_seen[0] = 0;
 		return section_line(p, s);
+	}
 	eq = strchr(s, '=');
 	if (eq == NULL)
 		return perr(p, p->line, "expected \"key = value\" or [section]");
@@ -1221,6 +1280,8 @@ parse_line(struct parser *p, char *s)
 	if (*v == '\0')
 		return perr(p, p->line, "%s: missing value", k);
 
+	if (p->sec != SEC_NONE)
+		note_key(p, k);
 	switch (p->sec) {
 	case SEC_NONE:
 		return perr(p, p->line, "\"%s\" outside any section", k);
@@ -1455,6 +1516,10 @@ parse_text(struct config *c, const char *name, const char *text, size_t len, cha
 		err[0] = '\0';
 	if (len > CONF_FILE_MAX)
 		return perr(&p, 0, "file is larger than %d bytes", CONF_FILE_MAX);
+	/* What some Windows editors put first: said as such, not as a mystery line 1. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		return perr(&p, 1, "the file starts with a UTF-8 byte order mark: save it "
+		    "without one (plain ASCII or UTF-8)");
 
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);

@@ -26,6 +26,8 @@ log_init(enum log_target target, const char *procname, int debug)
 	log_set_procname(procname);
 	if (target == LOG_TO_SYSLOG)
 		openlog("smtpgw", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	else
+		closelog(); /* a reload may turn syslog off: its socket goes */
 }
 
 void

@@ -236,7 +236,11 @@ worker_count(const struct config *c)
 	return (unsigned)n;
 }
 
-/* In the signer process: the master's sockets are none of its business. */
+/*
+ * In the signer process: the master's sockets are none of its business,
+ * nor the blocker's (a signer started after the blocker, at a reload or a
+ * respawn, would otherwise hold both ends of its registration socket).
+ */
 static void
 signer_child_cleanup(void)
 {
@@ -244,11 +248,16 @@ signer_child_cleanup(void)
 		if (lfds[i] >= 0)
 			close(lfds[i]);
 	classifier_close(queue);
+	blocked_child_detach();
 }
 
-/* Runs in the child; never returns. */
+/*
+ * Runs in the child; never returns.  ready_fd is the write end of the
+ * pipe the master waits on, ready_rd its read end (closed: only the
+ * master reads there).
+ */
 static void NORETURN
-child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
+child_run(enum role role, struct gen *g, int slot, int ready_fd, int ready_rd, bool standby)
 {
 	char err[256];
 	sigset_t none;
@@ -257,7 +266,15 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0); /* the master is already gone */
-	blocked_child_init();
+	if (ready_rd >= 0)
+		close(ready_rd);
+	/* Its generation's log setting: a reload may have changed it. */
+	log_init(g->conf->log, role == ROLE_CLASSIFIER ? "classify" : "worker",
+	    log_debug_enabled());
+	if (role == ROLE_CLASSIFIER)
+		blocked_child_detach(); /* it never asks for a block */
+	else
+		blocked_child_init();
 	sigemptyset(&none);
 	if (role == ROLE_CLASSIFIER) {
 		struct sigaction sa;
@@ -269,7 +286,6 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 		signal(SIGHUP, SIG_IGN);
 		signal(SIGCHLD, SIG_DFL);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		log_set_procname("classify");
 		for (int i = 0; i < 2; i++)
 			if (lfds[i] >= 0)
 				close(lfds[i]);
@@ -285,7 +301,6 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 		_exit(rc < 0 ? 1 : 0);
 	}
 
-	log_set_procname("worker");
 	signal(SIGCHLD, SIG_DFL);
 	classifier_close(queue);
 	signer_close_inherited(g->signer);
@@ -308,9 +323,13 @@ child_run(enum role role, struct gen *g, int slot, int ready_fd, bool standby)
 	_exit(rc < 0 ? 1 : 0);
 }
 
-/* Fork one child of generation g (a worker on standby: see worker.h); its table slot, or -1. */
+/*
+ * Fork one child of generation g (a worker on standby: see worker.h); its
+ * table slot, or -1.  ready[1] is where it says it is ready; ready[0],
+ * the master's end, is closed in the child.
+ */
 static int
-spawn(enum role role, struct gen *g, int ready_fd, bool standby)
+spawn(enum role role, struct gen *g, const int ready[2], bool standby)
 {
 	int slot = -1;
 	pid_t pid;
@@ -332,7 +351,7 @@ spawn(enum role role, struct gen *g, int ready_fd, bool standby)
 	if (pid == 0) {
 		quota_use_slot((unsigned)slot);
 		stats_use_slot((unsigned)slot);
-		child_run(role, g, slot, ready_fd, standby);
+		child_run(role, g, slot, ready[1], ready[0], standby);
 	}
 	children[slot].pid = pid;
 	children[slot].role = role;
@@ -383,7 +402,7 @@ spawn_ready(struct gen *g, enum role role, unsigned n, bool standby)
 	if (n > MAX_CHILDREN || pipe2(p, O_CLOEXEC) < 0)
 		return -1;
 	for (; started < n; started++)
-		if ((slots[started] = spawn(role, g, p[1], standby)) < 0)
+		if ((slots[started] = spawn(role, g, p, standby)) < 0)
 			break;
 	close(p[1]);
 	while (started == n && got < n) {
@@ -771,6 +790,9 @@ reload(const char *path, char *why, size_t whylen)
 	}
 	cur = ng;
 	tls_global = &cur->tls;
+	/* log = stderr|syslog: the master's own lines follow the new setting too. */
+	if (nc->log != oc->log)
+		log_init(nc->log, "master", log_debug_enabled());
 	gen_release_if_done(old);
 	log_info("reload done generation=%u zones=%d policies=%d workers=%u", ng->id,
 	    nc->n_zones, nc->n_policies, worker_count(nc));
@@ -882,7 +904,7 @@ supervise(const char *path)
 				}
 				int p[2];
 				if (pipe2(p, O_CLOEXEC) == 0) {
-					if (spawn(role, cur, p[1], false) >= 0) {
+					if (spawn(role, cur, p, false) >= 0) {
 						st.respawns++;
 						log_info("master respawned role=%s",
 						    role == ROLE_CLASSIFIER ? "classify" : "worker");
@@ -899,6 +921,59 @@ supervise(const char *path)
 
 /* ------------------------------------------------------------ -t */
 
+/*
+ * smtpgw -t: a directory a start or a reload makes or uses must be one, or
+ * be missing with a directory to make it in.  spool-dir (spool_prepare)
+ * refuses a symbolic link and makes its missing parents too, so for it
+ * the nearest existing ancestor must be a directory; tls-dir
+ * (tls_prepare_files) is made with one mkdir(2), which needs its parent.
+ * Nothing is created.
+ */
+static int
+dir_usable(const struct config *c, const char *key, const char *dir, bool spool, char *err,
+    size_t errlen)
+{
+	char parent[CONF_PATH_MAX];
+	struct stat sb;
+	size_t n;
+
+	if ((spool ? lstat(dir, &sb) : stat(dir, &sb)) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return 0;
+		snprintf(err, errlen, "%.200s: %s %.200s is not a directory", c->path, key, dir);
+		return -1;
+	}
+	if (errno != ENOENT && !(spool && errno == ENOTDIR)) {
+		snprintf(err, errlen, "%.200s: %s %.200s: %s", c->path, key, dir, strerror(errno));
+		return -1;
+	}
+	snprintf(parent, sizeof(parent), "%s", dir);
+	for (;;) {
+		n = strlen(parent);
+		while (n > 1 && parent[n - 1] == '/')
+			parent[--n] = '\0';
+		char *slash = strrchr(parent, '/');
+		if (slash == NULL)
+			snprintf(parent, sizeof(parent), ".");
+		else if (slash == parent)
+			parent[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(parent, &sb) == 0) {
+			if (S_ISDIR(sb.st_mode))
+				return 0;
+			break;
+		}
+		/* ENOTDIR: a file on the way, named when its own turn comes */
+		if (!spool || (errno != ENOENT && errno != ENOTDIR) || strcmp(parent, "/") == 0 ||
+		    strcmp(parent, ".") == 0)
+			break;
+	}
+	snprintf(err, errlen, "%.120s: %s %.120s cannot be created: %.120s is not a "
+	    "directory", c->path, key, dir, parent);
+	return -1;
+}
+
 /* smtpgw -t: everything a start or a reload would check, nothing created or changed. */
 static int
 check_config(struct config *c, const char *path)
@@ -910,7 +985,9 @@ check_config(struct config *c, const char *path)
 		fprintf(stderr, "smtpgw: %s\n", c->warnings[i]);
 	memset(&g, 0, sizeof(g));
 	if (tls_check(c, err, sizeof(err), warn, sizeof(warn)) < 0 ||
-	    users_resolve(c, &g, notes, err, sizeof(err)) < 0) {
+	    users_resolve(c, &g, notes, err, sizeof(err)) < 0 ||
+	    dir_usable(c, "tls-dir", c->tls_dir, false, err, sizeof(err)) < 0 ||
+	    dir_usable(c, "spool-dir", c->spool_dir, true, err, sizeof(err)) < 0) {
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}
@@ -980,6 +1057,17 @@ main(int argc, char **argv)
 	for (int i = 0; i < conf->n_warnings; i++)
 		fprintf(stderr, "smtpgw: %s\n", conf->warnings[i]);
 
+	/*
+	 * Nothing this process was started with but stdin, stdout and stderr
+	 * may reach its children (the signer above all): whatever the parent
+	 * left open is closed before anything of ours is opened.
+	 */
+	if (close_range(3, ~0u, 0) < 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (long fd = 3; fd < (max > 0 ? max : 1024); fd++)
+			close((int)fd);
+	}
 	log_init(conf->log, "master", debug);
 	/* Signals are taken synchronously (sigwaitinfo); children set their own. */
 	sigemptyset(&set);

@@ -54,6 +54,7 @@ struct signer {
 	char user[CONF_NAME_MAX];
 	unsigned rate_limit;
 	unsigned workers;
+	enum log_target log; /* its generation's log setting */
 	int n_profiles;
 	struct conf_tls_profile profiles[CONF_MAX_PROFILES];
 	SSL_CTX *verify_ctx[CONF_MAX_PROFILES]; /* the workers' upstream contexts (up-referenced) */
@@ -649,7 +650,7 @@ signer_main(const struct signer *s, int ready)
 	sigset_t none;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	log_set_procname("signer");
+	log_init(s->log, "signer", log_debug_enabled());
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_IGN);
@@ -809,6 +810,7 @@ signer_new(const struct config *c, const struct tls_material *m, unsigned gen, c
 	snprintf(s->user, sizeof(s->user), "%s", user);
 	s->rate_limit = c->signer_rate_limit;
 	s->workers = workers;
+	s->log = c->log;
 	s->n_profiles = c->n_profiles;
 	memcpy(s->profiles, c->profiles, sizeof(s->profiles));
 	for (int i = 0; i < c->n_profiles; i++) {

@@ -51,7 +51,8 @@ class Master:
             "version": "0.1.0-fake", "config": a.c, "started": str(int(time.time())),
             "generation": "1", "reloads": "0", "reload-result": "none",
             "reload-error": "", "reload-time": "0", "classifier-pid": str(os.getpid()),
-            "classifier": "running", "workers": "2", "workers-expected": "2",
+            "classifier": "running", "signer-pid": str(os.getpid()), "signer": "running",
+            "workers": "2", "workers-expected": "2",
             "workers-draining": "0", "worker-pids": "1 2", "sessions": "0",
             "child-deaths": "0", "respawns": "0",
         }

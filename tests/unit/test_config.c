@@ -693,6 +693,54 @@ test_actions_and_profiles(void **state)
 	assert_non_null(strstr(conf->warnings[2], "asks rspamd about spam"));
 }
 
+/*
+ * A single-valued key given twice in a section: the last one applies, and
+ * a warning names both lines (lists -- interfaces, rules, rewrites -- are
+ * meant to repeat, and [global] may come back: its keys count across).
+ */
+static void
+test_key_set_twice(void **state)
+{
+	parse_ok("[global]\n"                          /* 1 */
+	    "max-sessions = 100\n"                      /* 2 */
+	    "[zone a]\n"                                /* 3 */
+	    "interfaces = lan0\n"                       /* 4 */
+	    "interfaces = lan1\n"                       /* 5 */
+	    "[global]\n"                                /* 6 */
+	    "max-sessions = 200\n"                      /* 7 */
+	    "[action x]\n"                              /* 8 */
+	    "filename-rule = deny exact a.exe\n"        /* 9 */
+	    "filename-rule = deny exact b.exe\n"        /* 10 */
+	    "mail-from-rewrite = exact a@b => c@d\n"    /* 11 */
+	    "mail-from-rewrite = exact e@f => g@h\n"    /* 12 */
+	    "max-recipients = 5\n"                      /* 13 */
+	    "max-recipients = 6\n"                      /* 14 */
+	    "[tls-profile p]\n"                         /* 15 */
+	    "on-expired = allow\n"                      /* 16 */
+	    "[tls-profile q]\n"                         /* 17 */
+	    "on-expired = block\n");                    /* 18 */
+	assert_int_equal(conf->max_sessions, 200);
+	int x = config_action_index(conf, "x");
+	assert_int_equal(conf->actions[x].smtp.max_recipients, 6);
+	assert_int_equal(conf->zones[0].n_ifaces, 2);
+	assert_int_equal(conf->n_warnings, 2);
+	assert_string_equal(conf->warnings[0],
+	    NAME ":7: warning: max-sessions is set again (first at line 2): the last one applies");
+	assert_string_equal(conf->warnings[1],
+	    NAME ":14: warning: max-recipients is set again (first at line 13): the last one "
+	    "applies");
+	config_free(conf);
+}
+
+/* A UTF-8 byte order mark is named as such, at line 1. */
+static void
+test_byte_order_mark(void **state)
+{
+	assert_int_equal(parse("\xef\xbb\xbf[global]\nworkers = 1\n"), -1);
+	assert_string_equal(err, NAME ":1: the file starts with a UTF-8 byte order mark: save it "
+	    "without one (plain ASCII or UTF-8)");
+}
+
 /* on-no-reference-name and allow-cn-fallback: parsed, and dumped the way they parse back. */
 static void
 test_reference_name_keys(void **state)
@@ -867,6 +915,8 @@ main(void)
 		cmocka_unit_test(test_reference_name_keys),
 		cmocka_unit_test(test_actions_and_profiles),
 		cmocka_unit_test(test_scanners),
+		cmocka_unit_test(test_key_set_twice),
+		cmocka_unit_test(test_byte_order_mark),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_line_length),
 		cmocka_unit_test(test_file_too_large),
