@@ -529,6 +529,9 @@ verdict_apply(struct smtp_engine *e, bool async)
 		 * nothing more of this message may go upstream.
 		 */
 		log_message(e, "rejected", NULL);
+		/* Never a client left without its one answer (the FIFO would stall). */
+		if (t->verdict_pend && !pend_answered(t->verdict_pend))
+			reply_set_line(t->verdict_pend, R_BDAT_FAILED);
 		t->verdict_pend = NULL;
 		txn_done(e, async);
 		return;
@@ -934,12 +937,18 @@ bdat_begin(struct smtp_engine *e, const struct smtp_cmd *cmd, struct pend *carri
 	e->txn.chunk_pend = carrier;
 }
 
-/* A refused BDAT command: its chunk is data, never commands -- read and discard it. */
+/*
+ * A refused BDAT command: its chunk is data, never commands -- read and
+ * discard it (no carrier: msg_bdat_input drops it, chunk_done answers
+ * nothing more).  The transaction itself is untouched: the refusal was
+ * the command's, and a DATA may still follow.  TF_BDAT_FAILED here would
+ * outlive the chunk and make that DATA's end look like a failed chunk's
+ * (verdict_apply), which is never answered.
+ */
 void
 msg_bdat_skip(struct smtp_engine *e, const struct smtp_cmd *cmd)
 {
 	bdat_begin(e, cmd, NULL);
-	e->tflags |= TF_BDAT_FAILED;
 }
 
 /* The BDAT command (allowed in this state): how its chunk will travel. */

@@ -1305,6 +1305,60 @@ test_bdat_out_of_state(void **state)
 	assert_false(received(&srv, "RCPT"));
 }
 
+/*
+ * A BDAT refused before the transaction had a recipient leaves nothing
+ * behind: the same transaction then goes on with DATA, and the client's
+ * end of data gets the destination's answer.  (The refusal used to mark
+ * the transaction's BDAT as failed: the DATA message's end was then
+ * taken for a failed chunk's, never answered, and the session sat with
+ * no timer, pinned by any client.)
+ */
+static void
+test_bdat_refused_then_data(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	start(&test_insp);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+	CSEND("BDAT 5 LAST\r\nabc\r\n");
+	EXPECT(&cli, "503 5.5.1 Error: need RCPT command\r\n");
+	CSEND("RCPT TO:<bob@example.org>\r\n");
+	EXPECT(&srv, "RCPT TO:<bob@example.org>\r\n");
+	SSEND("250 2.1.5 Ok\r\n");
+	EXPECT(&cli, "250 2.1.5 Ok\r\n");
+	data_go();
+	CSEND("hello\r\n.\r\n");
+	EXPECT(&srv, "hello\r\n.\r\n");
+	SSEND("250 2.0.0 Ok: queued as 1\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok: queued as 1\r\n");
+	/* and the same for a held message */
+	ti.hold = true;
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+	CSEND("BDAT 5 LAST\r\nabc\r\n");
+	EXPECT(&cli, "503 5.5.1 Error: need RCPT command\r\n");
+	CSEND("RCPT TO:<bob@example.org>\r\n");
+	EXPECT(&srv, "RCPT TO:<bob@example.org>\r\n");
+	SSEND("250 2.1.5 Ok\r\n");
+	EXPECT(&cli, "250 2.1.5 Ok\r\n");
+	CSEND("DATA\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "354 ");
+	cli.mark = cli.len;
+	CSEND("held\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "held\r\n.\r\n");
+	SSEND("250 2.0.0 Ok: queued as 2\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok: queued as 2\r\n");
+}
+
 /* ------------------------------------------------------ local refusals */
 
 static void
@@ -2465,6 +2519,7 @@ main(void)
 		T(test_bdat_convert_upstream_lost),
 		T(test_bdat_bad_size),
 		T(test_bdat_out_of_state),
+		T(test_bdat_refused_then_data),
 		T(test_vrfy_refused),
 		T(test_unknown_command),
 		T(test_out_of_sequence),
