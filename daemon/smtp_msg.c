@@ -376,6 +376,20 @@ txn_done(struct smtp_engine *e, bool async)
 }
 
 /*
+ * The message's end is still being worked on (DKIM check, release): the
+ * client's next commands wait.  A client that closed meanwhile
+ * (SP_CLOSING, smtp_client_event) stays closing: its close must not be
+ * forgotten when the work is done (msg_txn_reset returns SP_VERDICT to
+ * SP_COMMAND), or the session would outlive it.
+ */
+static void
+enter_verdict(struct smtp_engine *e)
+{
+	if (e->phase != SP_CLOSING)
+		smtp_enter(e, SP_VERDICT);
+}
+
+/*
  * Refuse the message at its end: the client's end-of-data entry gets
  * reply, and the destination loses the message -- a streamed one with
  * its connection (no end of data is ever sent), a held one with an RSET
@@ -410,7 +424,7 @@ deliver(struct smtp_engine *e, bool async)
 	if (e->tflags & TF_HELD) {
 		/* DATA now; on its 354 the held copy follows (msg_on_hold_data). */
 		ev_timer_cancel(&t->keepalive);
-		smtp_enter(e, SP_VERDICT);
+		enter_verdict(e);
 		reply_forward(e, PK_HOLD_DATA, 0, e->lim->t_server_data_init, "DATA");
 		if (async && !smtp_stopped(e))
 			reply_flush(e);
@@ -577,7 +591,7 @@ verdict_apply(struct smtp_engine *e, bool async)
 	t->dkim = dkimsig_new(e->id);
 	t->dkim_pass = 0;
 	hold_cursor_init(&t->cur, &t->hold, NULL, 0);
-	smtp_enter(e, SP_VERDICT);
+	enter_verdict(e);
 	ev_timer_arm(&t->work, 0, dkim_step);
 }
 

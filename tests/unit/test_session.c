@@ -1988,6 +1988,50 @@ test_hold_keepalive(void **state)
 	expect_quiet(&cli, 10);
 }
 
+/*
+ * A client that half-closes right after the end of a held message (no
+ * QUIT) while the verdict is still awaited: it still gets the
+ * destination's answer, and then the session ends -- the close it sent
+ * is not forgotten when the held copy's release moves the engine on.
+ */
+static void
+test_hold_half_close_during_verdict(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	shutdown(cli.fd, SHUT_WR);
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_eof(&cli);
+}
+
+/* The same with a streamed message. */
+static void
+test_async_half_close_during_verdict(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	shutdown(cli.fd, SHUT_WR);
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_eof(&cli);
+}
+
 /* hold = always holds without the inspector asking. */
 static void
 test_hold_always(void **state)
@@ -2546,6 +2590,8 @@ main(void)
 		T(test_hold_allow),
 		T(test_hold_always),
 		T(test_hold_keepalive),
+		T(test_hold_half_close_during_verdict),
+		T(test_async_half_close_during_verdict),
 		T(test_hold_no_recipient),
 		T(test_hold_deny_keeps_session),
 		T(test_hold_refused_line),
