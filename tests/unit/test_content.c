@@ -15,7 +15,7 @@
  *  - a zip that does not start at the first octet (a self-extractor's
  *    layout: unzip tools, 7-Zip and Explorer open it) declared as a zip
  *    by its type or name, so libmagic's look at the first octets does not
- *    call it an archive.
+ *    call it an archive; an ISO image likewise (its signature is at 32 KiB).
  * And what must stay as it was: a clean message passes untouched.
  *
  * Needs the magic database (SNIFF_MAGIC_DEFAULT, Debian's libmagic-mgc).
@@ -158,17 +158,17 @@ test_msg(const char *hdrs, const char *body)
 
 static const unsigned char harmless[] = "not an executable, only text that names one\n";
 
-/* A zip in memory (libarchive's writer), one entry. */
+/* An archive in memory (libarchive's writer: "zip", "iso9660"), one entry. */
 static unsigned char *
-zip_of(const char *name, const void *data, size_t n, size_t *len)
+archive_of(const char *format, const char *name, const void *data, size_t n, size_t *len)
 {
 	struct archive *a = archive_write_new();
 	struct archive_entry *e = archive_entry_new();
-	size_t cap = 1 << 16;
+	size_t cap = 1 << 20;
 	unsigned char *buf = malloc(cap);
 
 	assert_non_null(buf);
-	assert_int_equal(archive_write_set_format_zip(a), ARCHIVE_OK);
+	assert_int_equal(archive_write_set_format_by_name(a, format), ARCHIVE_OK);
 	assert_int_equal(archive_write_open_memory(a, buf, cap, len), ARCHIVE_OK);
 	archive_entry_set_pathname(e, name);
 	archive_entry_set_filetype(e, AE_IFREG);
@@ -180,6 +180,12 @@ zip_of(const char *name, const void *data, size_t n, size_t *len)
 	archive_write_free(a);
 	archive_entry_free(e);
 	return buf;
+}
+
+static unsigned char *
+zip_of(const char *name, const void *data, size_t n, size_t *len)
+{
+	return archive_of("zip", name, data, n, len);
 }
 
 static uint32_t
@@ -331,6 +337,27 @@ test_zip_not_at_start(void **state)
 	free(sfx);
 }
 
+/* An ISO image (Windows mounts it on a double click): its signature is at 32 KiB. */
+static void
+test_iso_image(void **state)
+{
+	struct msgbuf m = { 0 };
+	size_t ilen;
+	unsigned char *iso = archive_of("iso9660", "EVIL.EXE", harmless, sizeof(harmless) - 1,
+	    &ilen);
+
+	(void)state;
+	build_msg(&m, "Content-Type: application/octet-stream; name=\"invoice.iso\"\r\n"
+	    "Content-Transfer-Encoding: base64", "");
+	m.len -= strlen("\r\n--b1--\r\n");
+	m.p[m.len] = '\0';
+	put_b64(&m, iso, ilen);
+	puts_(&m, "--b1--\r\n");
+	assert_stripped(&m);
+	free(iso);
+	free(m.p);
+}
+
 static int
 setup(void **state)
 {
@@ -356,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_zip_entry_trailing_dot),
 		cmocka_unit_test(test_message_news),
 		cmocka_unit_test(test_zip_not_at_start),
+		cmocka_unit_test(test_iso_image),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
