@@ -560,6 +560,16 @@ on_reply(struct smtp_engine *e, int code)
 
 	if (p->flags & PF_DROP) {
 		reply_set(p, NULL, 0);
+		/*
+		 * A 421 to one of the engine's own commands (a held message's
+		 * keepalive NOOP, an RSET): the destination is going away, and
+		 * the client must hear of it like of any loss -- not find its
+		 * connection closed, mid-message perhaps, without a word.
+		 */
+		if (code == 421) {
+			reply_upstream_lost(e, "421 to the engine's own command");
+			return;
+		}
 	} else {
 		reply_fn fn = (size_t)p->kind < ARRAY_SIZE(reply_table) ? reply_table[p->kind] : NULL;
 

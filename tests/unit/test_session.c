@@ -2032,6 +2032,40 @@ test_async_half_close_during_verdict(void **state)
 	expect_eof(&cli);
 }
 
+/*
+ * The destination answers a keepalive NOOP with 421 (it is shutting
+ * down) while the client is still sending the held message: the 421 was
+ * the engine's own command's, dropped, and the session was closed under
+ * the client in the middle of its message without a word.  Now the
+ * upstream is lost like any other: the client finishes its message and
+ * is told it was not delivered, then 421 to what follows.
+ */
+static void
+test_hold_keepalive_421_mid_data(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	conf.smtp.t_server_command = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: slow\r\n\r\nfirst line\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("421 4.3.2 Service shutting down\r\n");
+	close(srv.fd);
+	srv.fd = -1;
+	settle(20);
+	CSEND("last line\r\n.\r\n");
+	EXPECT(&cli, "451 4.4.2 Error: connection to destination lost, message not delivered\r\n");
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "421 4.4.2 ");
+	settle(20);
+	cli.mark = cli.len;
+	expect_eof(&cli);
+	assert_int_equal(ti.aborted, 1);
+}
+
 /* hold = always holds without the inspector asking. */
 static void
 test_hold_always(void **state)
@@ -2590,6 +2624,7 @@ main(void)
 		T(test_hold_allow),
 		T(test_hold_always),
 		T(test_hold_keepalive),
+		T(test_hold_keepalive_421_mid_data),
 		T(test_hold_half_close_during_verdict),
 		T(test_async_half_close_during_verdict),
 		T(test_hold_no_recipient),
