@@ -25,7 +25,9 @@
  * CONTENT_HEAD octets of the leaf being read (for libmagic), and -- only
  * while a leaf is taken for an archive -- that leaf's decoded octets up to
  * the sniff limits' max_entry_size (8 MiB).  Bounded counts of strips
- * and edits.
+ * and edits.  Time: the sniff limits' entries and uncompressed octets
+ * bound all the archive walks of a message together (about a second of
+ * CPU at most), a MIME part limit the libmagic calls on leaves.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +92,15 @@ struct content_txn {
 	size_t archlen, archcap;
 	bool arch_want, arch_over;
 	bool leaf_stripped;
+	/*
+	 * What is left of the message's archive budget: the sniff limits'
+	 * entries and uncompressed octets, for all its archives together.
+	 * Each entry costs a libmagic call and the walk runs in the worker's
+	 * event loop: per archive, a few MiB of small zips kept a worker busy
+	 * for a minute.
+	 */
+	unsigned arch_entries_left;
+	uint64_t arch_bytes_left;
 
 	/* what was decided */
 	enum rule_action worst;
@@ -352,14 +363,28 @@ leaf_end(struct content_txn *t, const struct mime_part *p)
 		struct sniff_result sr;
 		struct walk w = { t, p };
 
+		struct sniff_limits lim = sniff_default_limits;
+
+		lim.max_entries = t->arch_entries_left;
+		lim.max_total = t->arch_bytes_left;
 		if (t->arch_over) {
 			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
 			    t->r->on_unopenable_flags, "archive larger than the inspection limit", p);
-		} else if (sniff_archive(sniffer, t->arch, t->archlen, NULL, entry_cb, &w, &sr) !=
+		} else if (lim.max_entries == 0 || lim.max_total == 0) {
+			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
+			    t->r->on_unopenable_flags, "the message's archive inspection budget is spent",
+			    p);
+		} else if (sniff_archive(sniffer, t->arch, t->archlen, &lim, entry_cb, &w, &sr) !=
 		    SNIFF_OK && sr.status != SNIFF_NOT_ARCHIVE) {
 			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
 			    t->r->on_unopenable_flags, sr.reason[0] ? sr.reason :
 			    sniff_status_name(sr.status), p);
+		}
+		if (!t->arch_over && lim.max_entries > 0 && lim.max_total > 0) {
+			t->arch_entries_left -= sr.entries < t->arch_entries_left ? sr.entries :
+			    t->arch_entries_left;
+			t->arch_bytes_left -= sr.bytes < t->arch_bytes_left ? sr.bytes :
+			    t->arch_bytes_left;
 		}
 	}
 	/* a strip decided for this leaf now knows where the leaf ends */
@@ -596,6 +621,8 @@ content_begin(const struct inspector *in, const struct inspect_envelope *env,
 	t->sid = env->session_id;
 	t->inbound = env->inbound;
 	t->worst = RULE_ALLOW;
+	t->arch_entries_left = sniff_default_limits.max_entries;
+	t->arch_bytes_left = sniff_default_limits.max_total;
 	t->mp = mime_new(&mime_default_limits, mime_event, t);
 	t->hold = may_change(r);
 	if (t->hold)

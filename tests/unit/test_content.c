@@ -188,6 +188,36 @@ zip_of(const char *name, const void *data, size_t n, size_t *len)
 	return archive_of("zip", name, data, n, len);
 }
 
+/* A zip of count small text files. */
+static unsigned char *
+zip_many(unsigned count, size_t *len)
+{
+	struct archive *a = archive_write_new();
+	size_t cap = 1 << 20;
+	unsigned char *buf = malloc(cap);
+
+	assert_non_null(buf);
+	assert_int_equal(archive_write_set_format_zip(a), ARCHIVE_OK);
+	assert_int_equal(archive_write_open_memory(a, buf, cap, len), ARCHIVE_OK);
+	for (unsigned i = 0; i < count; i++) {
+		struct archive_entry *e = archive_entry_new();
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%u.txt", i);
+		archive_entry_set_pathname(e, name);
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_perm(e, 0644);
+		archive_entry_set_size(e, (la_int64_t)sizeof(harmless) - 1);
+		assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+		assert_int_equal(archive_write_data(a, harmless, sizeof(harmless) - 1),
+		    (la_ssize_t)sizeof(harmless) - 1);
+		archive_entry_free(e);
+	}
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+	return buf;
+}
+
 static uint32_t
 le32(const unsigned char *p)
 {
@@ -358,6 +388,39 @@ test_iso_image(void **state)
 	free(m.p);
 }
 
+/*
+ * The archive walk's bounds are the message's, not each attachment's:
+ * every entry costs a libmagic call (about a millisecond), and the
+ * inspection runs in the worker's event loop.  Per attachment, a 5 MiB
+ * message of zips with 1000 small entries each kept a worker -- and
+ * every session on it -- busy for most of a minute.  Here three zips of
+ * 600 entries: the third walk finds the message's budget spent, and the
+ * archive is unopenable (inbound: denied).
+ */
+static void
+test_archive_budget_per_message(void **state)
+{
+	struct msgbuf m = { 0 };
+	size_t zlen;
+	unsigned char *zip = zip_many(600, &zlen);
+	struct verdict v;
+
+	(void)state;
+	puts_(&m, "From: a@example.net\r\nTo: b@example.org\r\nSubject: test\r\n"
+	    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n");
+	for (int i = 0; i < 3; i++) {
+		puts_(&m, "--b1\r\nContent-Type: application/zip\r\n"
+		    "Content-Transfer-Encoding: base64\r\n\r\n");
+		put_b64(&m, zip, zlen);
+	}
+	puts_(&m, "--b1--\r\n");
+	v = inspect(&m);
+	assert_int_equal(v.v, INSPECT_DENY);
+	assert_non_null(strstr(v.reply, "archive-unopenable"));
+	free(zip);
+	free(m.p);
+}
+
 static int
 setup(void **state)
 {
@@ -384,6 +447,7 @@ main(void)
 		cmocka_unit_test(test_message_news),
 		cmocka_unit_test(test_zip_not_at_start),
 		cmocka_unit_test(test_iso_image),
+		cmocka_unit_test(test_archive_budget_per_message),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
