@@ -808,8 +808,13 @@ msg_on_hold_data(struct smtp_engine *e, struct pend *p, int code)
 			io_kick(e->sio);
 		return true;
 	}
-	/* Refused: that is the client's answer to its end of data. */
-	log_message(e, "rejected", buf_head(&e->reply));
+	/*
+	 * Refused: that is the client's answer to its end of data.  Only a
+	 * refusal can be: a 2xx (or another 3xx) to DATA is no delivery.
+	 */
+	if (code / 100 != 4 && code / 100 != 5)
+		reply_set_line(p, R_DATA_NOT_TAKEN);
+	log_message(e, "rejected", p->reply);
 	if (code != 421 && !(e->flags & EF_UP_DEAD))
 		reply_forward(e, PK_OTHER, PF_DROP, e->lim->t_server_command, "RSET");
 	txn_done(e, false);

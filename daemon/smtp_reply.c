@@ -499,6 +499,13 @@ on_conv_data(struct smtp_engine *e, struct pend *p, int code)
 		reply_server_timeout(e, e->lim->t_server_data_block);
 	} else {
 		e->tflags |= TF_BDAT_FAILED;
+		/*
+		 * This reply answers the client's chunk -- for BDAT LAST, its
+		 * message.  Only a refusal may: a 2xx to DATA is not the
+		 * destination taking a message it never received.
+		 */
+		if (code / 100 != 4 && code / 100 != 5)
+			reply_set_line(p, R_DATA_NOT_TAKEN);
 	}
 	return true;
 }

@@ -1124,6 +1124,22 @@ test_bdat_convert(void **state)
 	assert_memory_equal(ti.body, ".hidden\r\na\r\n.\r\nMAIL x\r\n", ti.bodylen);
 }
 
+/* The same when BDAT LAST is converted to DATA and the DATA gets a 2xx. */
+static void
+test_bdat_convert_data_answered_2xx(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	CSEND("BDAT 3 LAST\r\nx\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "451 ");
+	assert_false(received(&cli, "250 2.0.0 Ok\r\n"));
+	assert_false(received(&srv, "x\r\n"));
+}
+
 static void
 test_bdat_convert_chunks(void **state)
 {
@@ -2066,6 +2082,29 @@ test_hold_keepalive_421_mid_data(void **state)
 	assert_int_equal(ti.aborted, 1);
 }
 
+/*
+ * A destination that answers the DATA carrying a held message with a 2xx
+ * instead of 354 never got the message: that 2xx must not become the
+ * client's answer to its end of data (it was, and the client dropped a
+ * message nobody had).
+ */
+static void
+test_hold_data_answered_2xx(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "451 ");
+	assert_false(received(&cli, "250 2.0.0 Ok\r\n"));
+	assert_false(received(&srv, "x\r\n"));
+}
+
 /* hold = always holds without the inspector asking. */
 static void
 test_hold_always(void **state)
@@ -2587,6 +2626,7 @@ main(void)
 		T(test_bdat_chunking_bare_lf),
 		T(test_bdat_chunking_normalize),
 		T(test_bdat_convert),
+		T(test_bdat_convert_data_answered_2xx),
 		T(test_bdat_convert_chunks),
 		T(test_bdat_convert_zero_first),
 		T(test_bdat_convert_zero_last),
@@ -2624,6 +2664,7 @@ main(void)
 		T(test_hold_allow),
 		T(test_hold_always),
 		T(test_hold_keepalive),
+		T(test_hold_data_answered_2xx),
 		T(test_hold_keepalive_421_mid_data),
 		T(test_hold_half_close_during_verdict),
 		T(test_async_half_close_during_verdict),
