@@ -21,8 +21,12 @@
  * message that is nothing but the attachment) is a deny: there is
  * nothing left to deliver.  Ambiguous MIME structure, and limits that
  * leave part of the message unparsed, take the action's on-ambiguous;
- * archives that cannot be opened take on-archive-unopenable.  A message
- * the rules refuse is not scanned.  Then the scanners' outcomes
+ * archives that cannot be opened take on-archive-unopenable.  A leaf is
+ * walked as an archive when its first octets say so, or when its sender
+ * declares it one (type or name: a zip need not start at its first
+ * octet).  File names are checked as sent and as Windows would save them
+ * (saved_name: last path component, trailing dots and spaces dropped).
+ * A message the rules refuse is not scanned.  Then the scanners' outcomes
  * (scanpolicy.h) are merged in by the same order of severity, a refusal
  * before a tempfail before a change: a virus (av-on-virus), a spam
  * verdict, a scanner that failed (av-on-error, av-on-unavailable,
@@ -38,13 +42,16 @@
  *
  * Memory per transaction: the MIME parser (about 60 KiB), the first
  * CONTENT_HEAD octets of the leaf being read (for libmagic), and -- only
- * while a leaf looks like an archive -- that leaf's decoded octets up to
+ * while a leaf is taken for an archive -- that leaf's decoded octets up to
  * the sniff limits' max_entry_size (8 MiB).  Bounded counts of strips
- * and edits.
+ * and edits.  Time: the sniff limits' entries and uncompressed octets
+ * bound all the archive walks of a message together (about a second of
+ * CPU at most), a MIME part limit the libmagic calls on leaves.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <inttypes.h>
 #include <time.h>
@@ -136,6 +143,15 @@ struct content_txn {
 	size_t archlen, archcap;
 	bool arch_want, arch_over;
 	bool leaf_stripped;
+	/*
+	 * What is left of the message's archive budget: the sniff limits'
+	 * entries and uncompressed octets, for all its archives together.
+	 * Each entry costs a libmagic call and the walk runs in the worker's
+	 * event loop: per archive, a few MiB of small zips kept a worker busy
+	 * for a minute.
+	 */
+	unsigned arch_entries_left;
+	uint64_t arch_bytes_left;
 
 	/* what was decided */
 	enum rule_action worst;
@@ -296,6 +312,42 @@ check_as(struct content_txn *t, enum arules_kind kind, const char *item, size_t 
 	    shown ? shown : p && p->nnames ? p->names[0] : NULL);
 }
 
+/*
+ * The name a Windows reader saves a file under: the last component of a
+ * path, without the trailing dots and spaces that Win32 drops ("evil.exe."
+ * and "evil.exe " are written as evil.exe).  A rule on "*.exe" must see
+ * that name too, or the sender picks the spelling that passes.  Returns
+ * its length in out, 0 when it is empty or the name itself.
+ */
+static size_t
+saved_name(const char *name, size_t len, char *out, size_t outsz)
+{
+	size_t b = len, e = len;
+
+	while (b > 0 && name[b - 1] != '/' && name[b - 1] != '\\')
+		b--;
+	while (e > b && (name[e - 1] == '.' || name[e - 1] == ' '))
+		e--;
+	if (e == b || (b == 0 && e == len) || e - b >= outsz)
+		return 0;
+	memcpy(out, name + b, e - b);
+	out[e - b] = '\0';
+	return e - b;
+}
+
+/* A file name (an attachment's or an archive entry's), as sent and as it would be saved. */
+static void
+check_name(struct content_txn *t, const char *name, size_t len, const struct mime_part *p,
+    const char *shown)
+{
+	char saved[MIME_NAME_MAX];
+	size_t n = saved_name(name, len, saved, sizeof(saved));
+
+	check_as(t, AR_FILENAME, name, len, p, NULL, shown);
+	if (n > 0)
+		check_as(t, AR_FILENAME, saved, n, p, NULL, shown);
+}
+
 /* A setting's action (on-ambiguous, on-archive-unopenable) for a part. */
 static void
 apply_setting(struct content_txn *t, const char *what, enum rule_action a, unsigned flags,
@@ -347,7 +399,7 @@ entry_cb(void *arg, const struct sniff_entry *en)
 		/* the entry's base name, as a file name rule sees an attachment's */
 		const char *base = strrchr(en->name, '/');
 		base = base ? base + 1 : en->name;
-		check_as(w->t, AR_FILENAME, base, strlen(base), w->p, NULL, shown);
+		check_name(w->t, base, strlen(base), w->p, shown);
 	}
 	if (en->type && en->type[0])
 		check_as(w->t, AR_CONTENT_TYPE, en->type, strlen(en->type), w->p, NULL, shown);
@@ -375,14 +427,28 @@ leaf_end(struct content_txn *t, const struct mime_part *p)
 		struct sniff_result sr;
 		struct walk w = { t, p };
 
+		struct sniff_limits lim = sniff_default_limits;
+
+		lim.max_entries = t->arch_entries_left;
+		lim.max_total = t->arch_bytes_left;
 		if (t->arch_over) {
 			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
 			    t->r->on_unopenable_flags, "archive larger than the inspection limit", p);
-		} else if (sniff_archive(sniffer, t->arch, t->archlen, NULL, entry_cb, &w, &sr) !=
+		} else if (lim.max_entries == 0 || lim.max_total == 0) {
+			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
+			    t->r->on_unopenable_flags, "the message's archive inspection budget is spent",
+			    p);
+		} else if (sniff_archive(sniffer, t->arch, t->archlen, &lim, entry_cb, &w, &sr) !=
 		    SNIFF_OK && sr.status != SNIFF_NOT_ARCHIVE) {
 			apply_setting(t, "archive-unopenable", t->r->on_unopenable,
 			    t->r->on_unopenable_flags, sr.reason[0] ? sr.reason :
 			    sniff_status_name(sr.status), p);
+		}
+		if (!t->arch_over && lim.max_entries > 0 && lim.max_total > 0) {
+			t->arch_entries_left -= sr.entries < t->arch_entries_left ? sr.entries :
+			    t->arch_entries_left;
+			t->arch_bytes_left -= sr.bytes < t->arch_bytes_left ? sr.bytes :
+			    t->arch_bytes_left;
 		}
 	}
 	/* a strip decided for this leaf now knows where the leaf ends */
@@ -393,6 +459,53 @@ leaf_end(struct content_txn *t, const struct mime_part *p)
 	t->archlen = t->archcap = 0;
 	t->arch_want = t->arch_over = false;
 	t->in_leaf = false;
+}
+
+/* Keep the whole leaf (up to the limit) for the archive walk at its end. */
+static void
+arch_start(struct content_txn *t, size_t cap)
+{
+	t->arch_want = true;
+	mime_want(t->mp, sniff_default_limits.max_entry_size + 1);
+	t->archcap = cap;
+	t->arch = xmalloc(cap);
+	t->archlen = 0;
+}
+
+/*
+ * A leaf its sender calls an archive, by type or by name.  libmagic
+ * judges the first octets only, and archive readers do not need the
+ * archive there: a zip behind a self-extractor's stub (or any prefix)
+ * opens in unzip, 7-Zip and Explorer, an ISO image has its signature at
+ * 32 KiB.  Such a leaf is walked whatever it looks like at its start.
+ */
+static bool
+declared_archive(const struct mime_part *p)
+{
+	static const char *const ext[] = {
+		".zip", ".jar", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".tbz2", ".xz",
+		".txz", ".zst", ".lz", ".lz4", ".lzma", ".cab", ".iso", ".lzh", ".lha", ".cpio",
+		".xar", ".z",
+	};
+
+	if (sniff_is_archive(p->type))
+		return true;
+	for (unsigned i = 0; i < p->nnames; i++) {
+		char saved[MIME_NAME_MAX];
+		const char *n = p->names[i];
+		size_t len = saved_name(n, strlen(n), saved, sizeof(saved));
+
+		if (len > 0)
+			n = saved;
+		else
+			len = strlen(n);
+		for (size_t k = 0; k < ARRAY_SIZE(ext); k++) {
+			size_t el = strlen(ext[k]);
+			if (len > el && strcasecmp(n + len - el, ext[k]) == 0)
+				return true;
+		}
+	}
+	return false;
 }
 
 static void
@@ -408,12 +521,9 @@ take_body(struct content_txn *t, const unsigned char *data, size_t len)
 		if (!t->head_sniffed && sniffer && (t->headlen >= 1024 || t->headlen == CONTENT_HEAD)) {
 			(void)sniff_type(sniffer, t->head, t->headlen, t->sniffed, sizeof(t->sniffed));
 			t->head_sniffed = true;
-			if (sniff_is_archive(t->sniffed)) {
-				t->arch_want = true;
-				mime_want(t->mp, archmax + 1);
+			if (!t->arch_want && sniff_is_archive(t->sniffed)) {
 				/* what came before is in head */
-				t->archcap = t->headlen > 65536 ? t->headlen : 65536;
-				t->arch = xmalloc(t->archcap);
+				arch_start(t, t->headlen > 65536 ? t->headlen : 65536);
 				memcpy(t->arch, t->head, t->headlen);
 				t->archlen = t->headlen;
 				data += n;
@@ -485,7 +595,10 @@ mime_event(void *arg, const struct mime_event *ev)
 		mime_want(t->mp, CONTENT_HEAD);
 		check(t, AR_CONTENT_TYPE, p->type, strlen(p->type), p, NULL);
 		for (unsigned i = 0; i < p->nnames; i++)
-			check(t, AR_FILENAME, p->names[i], strlen(p->names[i]), p, NULL);
+			check_name(t, p->names[i], strlen(p->names[i]), p, NULL);
+		/* declared an archive: opened whatever its first octets look like */
+		if (sniffer && declared_archive(p))
+			arch_start(t, 65536);
 		break;
 	case MIME_EV_BODY:
 		if (t->in_leaf && p->index == t->leaf)
@@ -644,6 +757,8 @@ content_begin(const struct inspector *in, const struct inspect_envelope *env,
 	t->keep = r->quarantine && (t->scan || may_refuse(r));
 	if (spam)
 		t->fields = xcalloc(CONTENT_FIELDS_MAX, sizeof(*t->fields));
+	t->arch_entries_left = sniff_default_limits.max_entries;
+	t->arch_bytes_left = sniff_default_limits.max_total;
 	t->mp = mime_new(&mime_default_limits, mime_event, t);
 	/* the scanners and the quarantine read the held copy; spam may add headers */
 	t->hold = may_change(r) || t->scan || t->keep;

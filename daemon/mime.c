@@ -538,7 +538,9 @@ headers_done(struct mime_parser *p, bool closing)
 			kind = MULTI;
 		}
 	} else if (strcmp(pt->type, "message/rfc822") == 0 ||
-	    strcmp(pt->type, "message/global") == 0) {
+	    strcmp(pt->type, "message/global") == 0 ||
+	    /* an attached message to Thunderbird (and RFC 1036's readers), parts and all */
+	    strcmp(pt->type, "message/news") == 0) {
 		if (!identity_cte(pt->cte))
 			anomaly(p, e, MIME_A_CTE_COMPOSITE, pt->off_start);
 		else if (pt->depth + 1 > p->lim.max_depth)

@@ -15,7 +15,8 @@
  *   ANOMALY     something odd, with its class (below); once per part and code
  *
  * Part 0 is the message itself.  A multipart's children, and the message
- * inside a message/rfc822 part, are parts of their own (depth + 1); their
+ * inside a message/rfc822 part (also message/global and message/news,
+ * which readers open the same way), are parts of their own (depth + 1); their
  * HEADER events come before their PART_BEGIN.  Multipart containers and
  * message/rfc822 containers get no BODY events: their leaves do.  The
  * preamble and epilogue of a multipart are skipped.

@@ -54,6 +54,9 @@
 #define R_PIPELINING "421 4.5.0 Error: protocol violation (improper command pipelining), " \
 	"closing connection"
 #define R_NO_RCPT "554 5.5.1 Error: no valid recipients"
+/* A DATA (ours, for a held or converted message) answered with neither 354 nor 4xx/5xx. */
+#define R_DATA_NOT_TAKEN "451 4.4.2 Error: the destination did not take the message, " \
+	"try again later"
 
 /* What the engine is doing with the client's input. */
 enum smtp_phase {

@@ -397,6 +397,20 @@ txn_done(struct smtp_engine *e, bool async)
 }
 
 /*
+ * The message's end is still being worked on (DKIM check, release): the
+ * client's next commands wait.  A client that closed meanwhile
+ * (SP_CLOSING, smtp_client_event) stays closing: its close must not be
+ * forgotten when the work is done (msg_txn_reset returns SP_VERDICT to
+ * SP_COMMAND), or the session would outlive it.
+ */
+static void
+enter_verdict(struct smtp_engine *e)
+{
+	if (e->phase != SP_CLOSING)
+		smtp_enter(e, SP_VERDICT);
+}
+
+/*
  * Refuse the message at its end: the client's end-of-data entry gets
  * reply, and the destination loses the message -- a streamed one with
  * its connection (no end of data is ever sent), a held one with an RSET
@@ -431,7 +445,7 @@ deliver(struct smtp_engine *e, bool async)
 	if (e->tflags & TF_HELD) {
 		/* DATA now; on its 354 the held copy follows (msg_on_hold_data). */
 		ev_timer_cancel(&t->keepalive);
-		smtp_enter(e, SP_VERDICT);
+		enter_verdict(e);
 		reply_forward(e, PK_HOLD_DATA, 0, e->lim->t_server_data_init, "DATA");
 		if (async && !smtp_stopped(e))
 			reply_flush(e);
@@ -550,6 +564,9 @@ verdict_apply(struct smtp_engine *e, bool async)
 		 * nothing more of this message may go upstream.
 		 */
 		log_message(e, "rejected", NULL);
+		/* Never a client left without its one answer (the FIFO would stall). */
+		if (t->verdict_pend && !pend_answered(t->verdict_pend))
+			reply_set_line(t->verdict_pend, R_BDAT_FAILED);
 		t->verdict_pend = NULL;
 		txn_done(e, async);
 		return;
@@ -595,7 +612,7 @@ verdict_apply(struct smtp_engine *e, bool async)
 	t->dkim = dkimsig_new(e->id);
 	t->dkim_pass = 0;
 	hold_cursor_init(&t->cur, &t->hold, NULL, 0);
-	smtp_enter(e, SP_VERDICT);
+	enter_verdict(e);
 	ev_timer_arm(&t->work, 0, dkim_step);
 }
 
@@ -812,8 +829,13 @@ msg_on_hold_data(struct smtp_engine *e, struct pend *p, int code)
 			io_kick(e->sio);
 		return true;
 	}
-	/* Refused: that is the client's answer to its end of data. */
-	log_message(e, "rejected", buf_head(&e->reply));
+	/*
+	 * Refused: that is the client's answer to its end of data.  Only a
+	 * refusal can be: a 2xx (or another 3xx) to DATA is no delivery.
+	 */
+	if (code / 100 != 4 && code / 100 != 5)
+		reply_set_line(p, R_DATA_NOT_TAKEN);
+	log_message(e, "rejected", p->reply);
 	if (code != 421 && !(e->flags & EF_UP_DEAD))
 		reply_forward(e, PK_OTHER, PF_DROP, e->lim->t_server_command, "RSET");
 	txn_done(e, false);
@@ -955,12 +977,18 @@ bdat_begin(struct smtp_engine *e, const struct smtp_cmd *cmd, struct pend *carri
 	e->txn.chunk_pend = carrier;
 }
 
-/* A refused BDAT command: its chunk is data, never commands -- read and discard it. */
+/*
+ * A refused BDAT command: its chunk is data, never commands -- read and
+ * discard it (no carrier: msg_bdat_input drops it, chunk_done answers
+ * nothing more).  The transaction itself is untouched: the refusal was
+ * the command's, and a DATA may still follow.  TF_BDAT_FAILED here would
+ * outlive the chunk and make that DATA's end look like a failed chunk's
+ * (verdict_apply), which is never answered.
+ */
 void
 msg_bdat_skip(struct smtp_engine *e, const struct smtp_cmd *cmd)
 {
 	bdat_begin(e, cmd, NULL);
-	e->tflags |= TF_BDAT_FAILED;
 }
 
 /* The BDAT command (allowed in this state): how its chunk will travel. */

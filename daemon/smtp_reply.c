@@ -499,6 +499,13 @@ on_conv_data(struct smtp_engine *e, struct pend *p, int code)
 		reply_server_timeout(e, e->lim->t_server_data_block);
 	} else {
 		e->tflags |= TF_BDAT_FAILED;
+		/*
+		 * This reply answers the client's chunk -- for BDAT LAST, its
+		 * message.  Only a refusal may: a 2xx to DATA is not the
+		 * destination taking a message it never received.
+		 */
+		if (code / 100 != 4 && code / 100 != 5)
+			reply_set_line(p, R_DATA_NOT_TAKEN);
 	}
 	return true;
 }
@@ -560,6 +567,16 @@ on_reply(struct smtp_engine *e, int code)
 
 	if (p->flags & PF_DROP) {
 		reply_set(p, NULL, 0);
+		/*
+		 * A 421 to one of the engine's own commands (a held message's
+		 * keepalive NOOP, an RSET): the destination is going away, and
+		 * the client must hear of it like of any loss -- not find its
+		 * connection closed, mid-message perhaps, without a word.
+		 */
+		if (code == 421) {
+			reply_upstream_lost(e, "421 to the engine's own command");
+			return;
+		}
 	} else {
 		reply_fn fn = (size_t)p->kind < ARRAY_SIZE(reply_table) ? reply_table[p->kind] : NULL;
 

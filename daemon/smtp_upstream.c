@@ -282,7 +282,13 @@ tls_ready(struct smtp_engine *e)
 	SSL *ssl = io_ssl(e->sio);
 	struct tls_verdict v;
 
-	tls_judge(prof, ssl, (e->flags & EF_IMPLICIT_TLS) ? e->sni : NULL, &v);
+	/*
+	 * The reference name is the first leg's, on 25 as on 465: the
+	 * client's SNI (tls_intercept.c judges every leg against it).  None
+	 * here would let any certificate that chains to a trusted CA stand
+	 * in for the destination the client was shown.
+	 */
+	tls_judge(prof, ssl, e->sni, &v);
 	log_sid(LOG_LVL_INFO, e->id,
 	    "tls verify side=server result=%s version=%s action=%s detail=\"%s\" reconnect=yes",
 	    v.ok ? "ok" : "failed", SSL_get_version(ssl), certfail_action_name(v.action),

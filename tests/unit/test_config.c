@@ -159,7 +159,7 @@ test_testbed_file_loads(void **state)
 	assert_true(conf->n_zones > 0);
 	assert_true(conf->n_policies > 0);
 	assert_true(config_action_index(conf, "Testbed-Outgoing") >= 0);
-	config_free(conf);
+	config_free(conf); /* its actions' rulesets (the next test loads over it) */
 }
 
 static void

@@ -1124,6 +1124,22 @@ test_bdat_convert(void **state)
 	assert_memory_equal(ti.body, ".hidden\r\na\r\n.\r\nMAIL x\r\n", ti.bodylen);
 }
 
+/* The same when BDAT LAST is converted to DATA and the DATA gets a 2xx. */
+static void
+test_bdat_convert_data_answered_2xx(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	CSEND("BDAT 3 LAST\r\nx\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "451 ");
+	assert_false(received(&cli, "250 2.0.0 Ok\r\n"));
+	assert_false(received(&srv, "x\r\n"));
+}
+
 static void
 test_bdat_convert_chunks(void **state)
 {
@@ -1303,6 +1319,60 @@ test_bdat_out_of_state(void **state)
 	SSEND("250 2.0.0 Ok\r\n");
 	EXPECT(&cli, "250 2.0.0 Ok\r\n");
 	assert_false(received(&srv, "RCPT"));
+}
+
+/*
+ * A BDAT refused before the transaction had a recipient leaves nothing
+ * behind: the same transaction then goes on with DATA, and the client's
+ * end of data gets the destination's answer.  (The refusal used to mark
+ * the transaction's BDAT as failed: the DATA message's end was then
+ * taken for a failed chunk's, never answered, and the session sat with
+ * no timer, pinned by any client.)
+ */
+static void
+test_bdat_refused_then_data(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	start(&test_insp);
+	ehlo(EHLO_CHUNK, EHLO_CHUNK_SHOWN);
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+	CSEND("BDAT 5 LAST\r\nabc\r\n");
+	EXPECT(&cli, "503 5.5.1 Error: need RCPT command\r\n");
+	CSEND("RCPT TO:<bob@example.org>\r\n");
+	EXPECT(&srv, "RCPT TO:<bob@example.org>\r\n");
+	SSEND("250 2.1.5 Ok\r\n");
+	EXPECT(&cli, "250 2.1.5 Ok\r\n");
+	data_go();
+	CSEND("hello\r\n.\r\n");
+	EXPECT(&srv, "hello\r\n.\r\n");
+	SSEND("250 2.0.0 Ok: queued as 1\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok: queued as 1\r\n");
+	/* and the same for a held message */
+	ti.hold = true;
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\n");
+	SSEND("250 2.1.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n");
+	CSEND("BDAT 5 LAST\r\nabc\r\n");
+	EXPECT(&cli, "503 5.5.1 Error: need RCPT command\r\n");
+	CSEND("RCPT TO:<bob@example.org>\r\n");
+	EXPECT(&srv, "RCPT TO:<bob@example.org>\r\n");
+	SSEND("250 2.1.5 Ok\r\n");
+	EXPECT(&cli, "250 2.1.5 Ok\r\n");
+	CSEND("DATA\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "354 ");
+	cli.mark = cli.len;
+	CSEND("held\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "held\r\n.\r\n");
+	SSEND("250 2.0.0 Ok: queued as 2\r\n");
+	EXPECT(&cli, "250 2.0.0 Ok: queued as 2\r\n");
 }
 
 /* ------------------------------------------------------ local refusals */
@@ -1934,6 +2004,107 @@ test_hold_keepalive(void **state)
 	expect_quiet(&cli, 10);
 }
 
+/*
+ * A client that half-closes right after the end of a held message (no
+ * QUIT) while the verdict is still awaited: it still gets the
+ * destination's answer, and then the session ends -- the close it sent
+ * is not forgotten when the held copy's release moves the engine on.
+ */
+static void
+test_hold_half_close_during_verdict(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	shutdown(cli.fd, SHUT_WR);
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_eof(&cli);
+}
+
+/* The same with a streamed message. */
+static void
+test_async_half_close_during_verdict(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.delay_ms = 100;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	data_go();
+	CSEND("x\r\n.\r\n");
+	shutdown(cli.fd, SHUT_WR);
+	EXPECT(&srv, "x\r\n.\r\n");
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_eof(&cli);
+}
+
+/*
+ * The destination answers a keepalive NOOP with 421 (it is shutting
+ * down) while the client is still sending the held message: the 421 was
+ * the engine's own command's, dropped, and the session was closed under
+ * the client in the middle of its message without a word.  Now the
+ * upstream is lost like any other: the client finishes its message and
+ * is told it was not delivered, then 421 to what follows.
+ */
+static void
+test_hold_keepalive_421_mid_data(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	conf.smtp.t_server_command = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: slow\r\n\r\nfirst line\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("421 4.3.2 Service shutting down\r\n");
+	close(srv.fd);
+	srv.fd = -1;
+	settle(20);
+	CSEND("last line\r\n.\r\n");
+	EXPECT(&cli, "451 4.4.2 Error: connection to destination lost, message not delivered\r\n");
+	CSEND("MAIL FROM:<alice@example.com>\r\n");
+	EXPECT(&cli, "421 4.4.2 ");
+	settle(20);
+	cli.mark = cli.len;
+	expect_eof(&cli);
+	assert_int_equal(ti.aborted, 1);
+}
+
+/*
+ * A destination that answers the DATA carrying a held message with a 2xx
+ * instead of 354 never got the message: that 2xx must not become the
+ * client's answer to its end of data (it was, and the client dropped a
+ * message nobody had).
+ */
+static void
+test_hold_data_answered_2xx(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("x\r\n.\r\n");
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "451 ");
+	assert_false(received(&cli, "250 2.0.0 Ok\r\n"));
+	assert_false(received(&srv, "x\r\n"));
+}
+
 /* hold = always holds without the inspector asking. */
 static void
 test_hold_always(void **state)
@@ -2455,6 +2626,7 @@ main(void)
 		T(test_bdat_chunking_bare_lf),
 		T(test_bdat_chunking_normalize),
 		T(test_bdat_convert),
+		T(test_bdat_convert_data_answered_2xx),
 		T(test_bdat_convert_chunks),
 		T(test_bdat_convert_zero_first),
 		T(test_bdat_convert_zero_last),
@@ -2465,6 +2637,7 @@ main(void)
 		T(test_bdat_convert_upstream_lost),
 		T(test_bdat_bad_size),
 		T(test_bdat_out_of_state),
+		T(test_bdat_refused_then_data),
 		T(test_vrfy_refused),
 		T(test_unknown_command),
 		T(test_out_of_sequence),
@@ -2491,6 +2664,10 @@ main(void)
 		T(test_hold_allow),
 		T(test_hold_always),
 		T(test_hold_keepalive),
+		T(test_hold_data_answered_2xx),
+		T(test_hold_keepalive_421_mid_data),
+		T(test_hold_half_close_during_verdict),
+		T(test_async_half_close_during_verdict),
 		T(test_hold_no_recipient),
 		T(test_hold_deny_keeps_session),
 		T(test_hold_refused_line),
