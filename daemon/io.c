@@ -53,6 +53,8 @@ struct io {
 
 /* Largest single read: bounded so one busy peer cannot starve the loop. */
 #define IO_READ_CHUNK 65536
+/* An output buffer up to this size is released as soon as it is empty. */
+#define IO_OUT_KEEP 16384
 
 static void io_handler(struct ev_fd *e, uint32_t revents);
 static struct io *pending_head;
@@ -235,6 +237,9 @@ io_flush(struct io *io)
 	/* Whoever flushed, the owner hears of the drain from the handler. */
 	if (before > io->lowat && buf_len(&io->out) <= io->lowat)
 		io->flags |= IO_F_LOWAT_DUE;
+	/* A reply sent in full leaves nothing behind (a bulk buffer waits for io_read). */
+	if (before > 0 && io->out.size <= IO_OUT_KEEP)
+		buf_release(&io->out);
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_TLS_PENDING))
 		start_handshake(io);
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_SHUTDOWN) && !(io->flags & IO_F_WRDONE) &&
@@ -478,6 +483,16 @@ io_read(struct io *io)
 	io_touch(io);
 	io_update(io);
 	io->cb(io, IO_DATAIN, io->arg);
+	/*
+	 * All consumed, all sent: an idle leg keeps no buffers (64 KiB were
+	 * reserved for the read).  A leg streaming a message keeps them (a
+	 * partial line is pending), so this costs an allocation per command,
+	 * not per read of a message.
+	 */
+	if (!(io->flags & IO_F_DEAD)) {
+		buf_release(&io->in);
+		buf_release(&io->out);
+	}
 }
 
 /*
