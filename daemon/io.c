@@ -30,6 +30,7 @@
 #define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
 #define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
 #define IO_F_HUP_TOLD 0x1000u  /* IO_HUP delivered: stop watching for it */
+#define IO_F_STARVED 0x2000u   /* the last SSL_read wanted more from the socket */
 
 struct io {
 	struct ev_fd ev;
@@ -63,6 +64,21 @@ static bool
 tls_active(const struct io *io)
 {
 	return (io->flags & (IO_F_TLS | IO_F_HANDSHAKE)) != 0;
+}
+
+/*
+ * Bytes inside the SSL object that no epoll event will announce:
+ * decrypted ones, or -- with read-ahead (tls.c), which takes whatever
+ * the socket holds in one read -- whole records not yet decrypted.  What
+ * OpenSSL holds after a read that wanted more is a partial record: only
+ * the socket can complete it, so it does not count (else the pending
+ * list would spin on it).
+ */
+static bool
+tls_has_more(const struct io *io)
+{
+	return SSL_pending(io->ssl) > 0 ||
+	    (!(io->flags & IO_F_STARVED) && SSL_has_pending(io->ssl));
 }
 
 static void
@@ -105,7 +121,7 @@ io_update(struct io *io)
 		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING | IO_F_LOWAT_DUE)))
 			want |= (io->flags & IO_F_TLS) ? io->wr_want : EPOLLOUT;
 		/* Decrypted bytes inside the SSL object wake nobody: queue them. */
-		if (reading && io->ssl && (io->flags & IO_F_TLS) && SSL_pending(io->ssl) > 0)
+		if (reading && io->ssl && (io->flags & IO_F_TLS) && tls_has_more(io))
 			pending_add(io);
 	}
 	ev_fd_mod(&io->ev, want);
@@ -142,8 +158,8 @@ io_new(int fd, size_t inmax, size_t outmax, void (*cb)(struct io *, enum io_even
 	io->arg = arg;
 	io->rd_want = EPOLLIN;
 	io->wr_want = EPOLLOUT;
-	/* Registered with no interest; io_update() picks what is needed. */
-	ev_fd_add(&io->ev, fd, 0, io_handler);
+	/* io_update() registers it with what is needed. */
+	ev_fd_init(&io->ev, fd, io_handler);
 	io_update(io);
 	return io;
 }
@@ -353,7 +369,8 @@ io_close(struct io *io)
 		return;
 	io->flags |= IO_F_DEAD;
 	ev_timer_cancel(&io->timer);
-	ev_fd_del(&io->ev);
+	/* closed just below, and a session's socket is never duplicated */
+	ev_fd_forget(&io->ev);
 	if (io->ssl) {
 		if ((io->flags & IO_F_TLS) && !(io->flags & (IO_F_FAILED | IO_F_WRDONE)))
 			(void)SSL_shutdown(io->ssl);
@@ -442,6 +459,7 @@ io_read(struct io *io)
 		if (r <= 0) {
 			int err = SSL_get_error(io->ssl, r);
 			if (err == SSL_ERROR_WANT_READ) {
+				io->flags |= IO_F_STARVED;
 				io->rd_want = EPOLLIN;
 				io_update(io);
 				return;
@@ -460,6 +478,7 @@ io_read(struct io *io)
 			}
 		} else {
 			n = r;
+			io->flags &= ~IO_F_STARVED;
 		}
 		io->rd_want = EPOLLIN;
 	} else {
@@ -614,7 +633,7 @@ io_run_pending(void)
 			continue;
 		if (io->flags & (IO_F_PAUSED | IO_F_EOF) || buf_room(&io->in) == 0)
 			continue;
-		if (SSL_pending(io->ssl) > 0)
+		if (tls_has_more(io))
 			io_read(io);
 	}
 }
