@@ -234,6 +234,8 @@ struct smtp_engine {
 	/* TLS interception */
 	char sni[256];      /* the client's SNI, mirrored upstream */
 	char upref[256];    /* the name sent upstream as SNI ("" none): what it is judged on */
+	bool up_offered;    /* a cached session was offered upstream ... */
+	unsigned char up_offered_cert[32]; /* ... holding this certificate (SHA-256) */
 	int client_tls_max; /* highest TLS version the client offered */
 	/* the client leg's session binding (tls.h), once its certificate is chosen */
 	unsigned char binding[32]; /* TLS_BINDING_LEN */

@@ -103,8 +103,8 @@ resume_drop(int i)
 	resume[i].key[0] = '\0';
 }
 
-static bool
-cert_sha256(X509 *x, unsigned char out[32])
+bool
+tls_cert_digest(X509 *x, unsigned char out[32])
 {
 	unsigned int len = 0;
 
@@ -148,7 +148,7 @@ tls_resume_put(const char *key, SSL_SESSION *sess)
 
 	/* A session whose certificate we cannot name cannot be checked later: not kept. */
 	if (strlen(key) >= sizeof(resume[0].key) ||
-	    !cert_sha256(SSL_SESSION_get0_peer(sess), cert)) {
+	    !tls_cert_digest(SSL_SESSION_get0_peer(sess), cert)) {
 		SSL_SESSION_free(sess);
 		return;
 	}
@@ -182,7 +182,7 @@ bool
 tls_resume_check(const char *key, X509 *peer)
 {
 	unsigned char cert[32];
-	bool named = cert_sha256(peer, cert), dropped = false;
+	bool named = tls_cert_digest(peer, cert), dropped = false;
 
 	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
 		if (resume[i].sess == NULL || strcmp(resume[i].key, key) != 0)
@@ -941,7 +941,7 @@ bind_cert(EVP_MD_CTX *md, X509 *x)
 
 	if (x == NULL)
 		return bind_field(md, "", 0);
-	return cert_sha256(x, h) ? bind_field(md, h, sizeof(h)) : -1;
+	return tls_cert_digest(x, h) ? bind_field(md, h, sizeof(h)) : -1;
 }
 
 int

@@ -117,6 +117,8 @@ SSL_SESSION *tls_resume_get(const char *key);
 void tls_resume_put(const char *key, SSL_SESSION *sess); /* takes the reference */
 /* After a full handshake showing peer: drop the cached sessions of another certificate (true). */
 bool tls_resume_check(const char *key, X509 *peer);
+/* The SHA-256 of a certificate (false: none, or no digest). */
+bool tls_cert_digest(X509 *x, unsigned char out[32]);
 
 /*
  * Client-leg session tickets: keys derived from a secret made at master
