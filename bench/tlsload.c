@@ -2,8 +2,8 @@
  * NAME
  *	tlsload - SMTP-over-TLS load client for bench/run
  * SUMMARY
- *	tlsload -a ADDR -p PORT -m starttls|smtps [-c WORKERS] [-n SESSIONS]
- *	        [-t SECONDS] [-l BYTES] [-C CAFILE] [-N NAME] [-S FILE] [-H]
+ *	tlsload -a ADDR -p PORT -m starttls|smtps|connect [-c WORKERS] [-n SESSIONS]
+ *	        [-t SECONDS] [-l BYTES] [-F FILE] [-C CAFILE] [-N NAME] [-S FILE] [-H]
  * DESCRIPTION
  *	One TCP connection per message, every TLS handshake a full one (no
  *	session is ever offered for resumption):
@@ -11,20 +11,28 @@
  *	  starttls  connect, greeting, EHLO, STARTTLS, handshake, EHLO, MAIL,
  *	            RCPT, DATA, the message, QUIT
  *	  smtps     connect, handshake, greeting, EHLO, MAIL, ...
+ *	  connect   connect and close at once: a connection flood (no
+ *	            SMTP, no TLS; a session counts when connect() succeeded)
  *
  *	WORKERS processes (fork) share one session counter; a run ends when
  *	SESSIONS sessions were started or SECONDS have passed, whichever
  *	comes first (a session under way is finished).  Sockets have
  *	TCP_NODELAY, and every read and write is bounded (30 s).  The message
- *	is BYTES of 78-character lines plus a few header lines.  With -C the
+ *	is BYTES of 78-character lines plus a few header lines, or the
+ *	contents of FILE (-F: a whole message, header and body, lines ending
+ *	in LF or CRLF, sent with CRLF and dot-stuffed).  With -C the
  *	server certificate must validate against CAFILE and match NAME (the
  *	SNI sent; default sink.ext.test).  -S appends the serial number of
  *	every certificate the server presented to FILE, one per line.
  *
- *	Prints "sessions=N failed=F seconds=S cpu=C": S is the wall time
- *	from the first connect to the last worker's exit, C the CPU time
- *	(user + system, seconds) the workers used; exit 0 when nothing
- *	failed.
+ *	Prints "sessions=N failed=F lost=L seconds=S cpu=C bytes=B": N counts
+ *	the messages the server accepted (its 250 to the end of data), L
+ *	those of them whose session then lost the reply to QUIT (a proxy that
+ *	closes before relaying the server's last reply), F the sessions that
+ *	failed before that; S is the wall time from the first connect to the
+ *	last worker's exit, C the CPU time (user + system, seconds) the
+ *	workers used, B the message size in octets as sent.  Exit 0 when
+ *	nothing failed or was lost.
  *
  *	-H (hold): every worker opens its share of SESSIONS sessions up to
  *	the EHLO after TLS and keeps them open; "held=N seconds=S" is printed
@@ -67,6 +75,7 @@ struct shared {
 	atomic_long next;   /* sessions started */
 	atomic_long done;   /* sessions completed */
 	atomic_long failed;
+	atomic_long lost;   /* message accepted, QUIT's reply lost */
 	atomic_long held;   /* -H: sessions open */
 	atomic_int errors_shown;
 };
@@ -81,6 +90,7 @@ struct conn {
 static struct shared *sh;
 static struct sockaddr_in dst;
 static bool implicit_tls;
+static bool connect_only; /* -m connect: a connection flood */
 static const char *sni = "sink.ext.test";
 static SSL_CTX *ctx;
 static char *message;
@@ -299,6 +309,24 @@ open_session(struct conn *c)
 	return command(c, "EHLO load.int.test", 250);
 }
 
+/* -m connect: connect, then close; 0 when connect() succeeded. */
+static int
+flood_session(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0) {
+		fail("socket: %s", strerror(errno));
+		return -1;
+	}
+	rc = connect(fd, (struct sockaddr *)&dst, sizeof(dst));
+	if (rc < 0)
+		fail("connect: %s", strerror(errno));
+	close(fd);
+	return rc < 0 ? -1 : 0;
+}
+
+/* One message: 0 done, 1 delivered but QUIT's reply lost, -1 failed. */
 static int
 session(void)
 {
@@ -319,6 +347,8 @@ session(void)
 		fail("end of data not accepted");
 		goto out;
 	}
+	/* delivered: from here on a failure is a lost reply, not a lost message */
+	rc = 1;
 	if (command(c, "QUIT", 221) < 0)
 		goto out;
 	if (c->ssl)
@@ -356,6 +386,52 @@ make_message(size_t len)
 	message_len += 3;
 }
 
+/* -F: a whole message from a file, CRLF line ends, dot-stuffed, the final dot. */
+static void
+load_message(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 1 << 20, n = 0;
+	char line[LINE_MAX_LEN + 2];
+
+	if (f == NULL) {
+		fprintf(stderr, "tlsload: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	message = malloc(cap);
+	while (message && fgets(line, sizeof(line), f)) {
+		size_t l = strlen(line);
+
+		if (l == 0 || line[l - 1] != '\n') {
+			fprintf(stderr, "tlsload: %s: a line longer than %d octets\n", path,
+			    LINE_MAX_LEN);
+			exit(2);
+		}
+		l--;
+		if (l > 0 && line[l - 1] == '\r')
+			l--;
+		if (n + l + 4 > cap) {
+			cap *= 2;
+			message = realloc(message, cap);
+			if (message == NULL)
+				break;
+		}
+		if (line[0] == '.')
+			message[n++] = '.';
+		memcpy(message + n, line, l);
+		n += l;
+		message[n++] = '\r';
+		message[n++] = '\n';
+	}
+	fclose(f);
+	if (message == NULL || n + 3 > cap) {
+		fprintf(stderr, "tlsload: out of memory\n");
+		exit(2);
+	}
+	memcpy(message + n, ".\r\n", 3);
+	message_len = n + 3;
+}
+
 static void
 worker_run(long total)
 {
@@ -363,9 +439,13 @@ worker_run(long total)
 		long i = atomic_fetch_add(&sh->next, 1);
 		if (i >= total || now() >= deadline)
 			break;
-		if (session() == 0)
+		int rc = connect_only ? flood_session() : session();
+
+		if (rc >= 0)
 			atomic_fetch_add(&sh->done, 1);
-		else
+		if (rc > 0)
+			atomic_fetch_add(&sh->lost, 1);
+		if (rc < 0)
 			atomic_fetch_add(&sh->failed, 1);
 	}
 }
@@ -392,15 +472,16 @@ worker_hold(long share)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: tlsload -a ADDR -p PORT -m starttls|smtps [-c WORKERS] [-n SESSIONS]\n"
-	    "               [-t SECONDS] [-l BYTES] [-C CAFILE] [-N NAME] [-S FILE] [-H]\n");
+	fprintf(stderr, "usage: tlsload -a ADDR -p PORT -m starttls|smtps|connect [-c WORKERS]\n"
+	    "               [-n SESSIONS] [-t SECONDS] [-l BYTES] [-F FILE] [-C CAFILE] [-N NAME]\n"
+	    "               [-S FILE] [-H]\n");
 	exit(2);
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *addr = NULL, *mode = NULL, *cafile = NULL, *serials = NULL;
+	const char *addr = NULL, *mode = NULL, *cafile = NULL, *serials = NULL, *msgfile = NULL;
 	long sessions = 1, workers = 1, port = 0;
 	double seconds = 60;
 	size_t len = 2048;
@@ -408,7 +489,7 @@ main(int argc, char **argv)
 	pid_t pids[MAX_WORKERS];
 	int opt;
 
-	while ((opt = getopt(argc, argv, "a:p:m:c:n:t:l:C:N:S:H")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:m:c:n:t:l:F:C:N:S:H")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atol(optarg); break;
@@ -417,6 +498,7 @@ main(int argc, char **argv)
 		case 'n': sessions = atol(optarg); break;
 		case 't': seconds = atof(optarg); break;
 		case 'l': len = (size_t)atol(optarg); break;
+		case 'F': msgfile = optarg; break;
 		case 'C': cafile = optarg; break;
 		case 'N': sni = optarg; break;
 		case 'S': serials = optarg; break;
@@ -429,7 +511,11 @@ main(int argc, char **argv)
 		usage();
 	if (strcmp(mode, "smtps") == 0)
 		implicit_tls = true;
+	else if (strcmp(mode, "connect") == 0)
+		connect_only = true;
 	else if (strcmp(mode, "starttls") != 0)
+		usage();
+	if (connect_only && hold)
 		usage();
 	dst.sin_family = AF_INET;
 	dst.sin_port = htons((uint16_t)port);
@@ -466,7 +552,10 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	make_message(len);
+	if (msgfile)
+		load_message(msgfile);
+	else
+		make_message(len);
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED)
 		return 2;
@@ -516,9 +605,11 @@ main(int argc, char **argv)
 	struct rusage ru;
 	getrusage(RUSAGE_CHILDREN, &ru);
 	if (!hold)
-		printf("sessions=%ld failed=%ld seconds=%.3f cpu=%.3f\n", atomic_load(&sh->done),
-		    atomic_load(&sh->failed), t1 - t0,
+		printf("sessions=%ld failed=%ld lost=%ld seconds=%.3f cpu=%.3f bytes=%zu\n",
+		    atomic_load(&sh->done), atomic_load(&sh->failed), atomic_load(&sh->lost),
+		    t1 - t0,
 		    (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-		    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
-	return atomic_load(&sh->failed) ? 1 : 0;
+		    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
+		    connect_only ? (size_t)0 : message_len);
+	return atomic_load(&sh->failed) || atomic_load(&sh->lost) ? 1 : 0;
 }

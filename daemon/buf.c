@@ -23,7 +23,7 @@ buf_free(struct buf *b)
 {
 	free(b->data);
 	b->data = NULL;
-	b->rpos = b->wpos = b->size = 0;
+	b->rpos = b->wpos = b->size = b->used = 0;
 }
 
 void
@@ -33,6 +33,13 @@ buf_free_secure(struct buf *b)
 	if (b->data)
 		OPENSSL_cleanse(b->data, b->used < b->size ? b->used : b->size);
 	buf_free(b);
+}
+
+void
+buf_release(struct buf *b)
+{
+	if (b->data != NULL && buf_len(b) == 0)
+		buf_free_secure(b);
 }
 
 void

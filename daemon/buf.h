@@ -43,5 +43,11 @@ void buf_consume(struct buf *b, size_t n);
 /* Returns -1 (and appends nothing) if the bytes do not fit under max. */
 int buf_append(struct buf *b, const void *p, size_t n);
 void buf_reset(struct buf *b);
+/*
+ * An empty buffer gives its storage back (wiped, as buf_free_secure);
+ * one with pending bytes is left alone.  The next reserve allocates
+ * again: what an idle session holds is then its state, not its buffers.
+ */
+void buf_release(struct buf *b);
 
 #endif

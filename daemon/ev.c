@@ -44,6 +44,15 @@ ev_fd_add(struct ev_fd *e, int fd, uint32_t events, void (*cb)(struct ev_fd *, u
 }
 
 void
+ev_fd_init(struct ev_fd *e, int fd, void (*cb)(struct ev_fd *, uint32_t))
+{
+	e->fd = fd;
+	e->events = 0;
+	e->cb = cb;
+	e->registered = false;
+}
+
+void
 ev_fd_mod(struct ev_fd *e, uint32_t events)
 {
 	struct epoll_event ee = { .events = events, .data.ptr = e };
@@ -69,6 +78,13 @@ ev_fd_del(struct ev_fd *e)
 {
 	if (e->fd >= 0 && e->registered)
 		(void)epoll_ctl(ev_epfd, EPOLL_CTL_DEL, e->fd, NULL);
+	e->registered = false;
+	e->events = 0;
+}
+
+void
+ev_fd_forget(struct ev_fd *e)
+{
 	e->registered = false;
 	e->events = 0;
 }

@@ -29,9 +29,22 @@ struct ev_timer {
 
 void ev_init(void);
 void ev_fd_add(struct ev_fd *e, int fd, uint32_t events, void (*cb)(struct ev_fd *, uint32_t));
+/*
+ * Known but not yet registered: the first ev_fd_mod() with interest adds
+ * it, so an fd whose interest is known only later costs one epoll_ctl,
+ * not two.  Until then it reports nothing, hang-ups included.
+ */
+void ev_fd_init(struct ev_fd *e, int fd, void (*cb)(struct ev_fd *, uint32_t));
 void ev_fd_mod(struct ev_fd *e, uint32_t events);
 /* Removes the fd from epoll; a later ev_fd_mod() with interest re-adds it. */
 void ev_fd_del(struct ev_fd *e);
+/*
+ * The fd is about to be closed: epoll drops it by itself when its last
+ * descriptor closes, so no epoll_ctl is needed -- only for a descriptor
+ * never duplicated (dup, fork, SCM_RIGHTS) while registered, as a
+ * session's socket is.  Events already returned for it are skipped.
+ */
+void ev_fd_forget(struct ev_fd *e);
 
 void ev_timer_arm(struct ev_timer *t, uint64_t ms, void (*cb)(struct ev_timer *));
 void ev_timer_cancel(struct ev_timer *t);

@@ -30,6 +30,7 @@
 #define IO_F_TLS_PENDING 0x400u /* handshake starts once out is flushed */
 #define IO_F_LOWAT_DUE 0x800u  /* out drained to lowat or below: IO_LOWAT owed */
 #define IO_F_HUP_TOLD 0x1000u  /* IO_HUP delivered: stop watching for it */
+#define IO_F_STARVED 0x2000u   /* the last SSL_read wanted more from the socket */
 
 struct io {
 	struct ev_fd ev;
@@ -53,6 +54,8 @@ struct io {
 
 /* Largest single read: bounded so one busy peer cannot starve the loop. */
 #define IO_READ_CHUNK 65536
+/* An output buffer up to this size is released as soon as it is empty. */
+#define IO_OUT_KEEP 16384
 
 static void io_handler(struct ev_fd *e, uint32_t revents);
 static struct io *pending_head;
@@ -61,6 +64,21 @@ static bool
 tls_active(const struct io *io)
 {
 	return (io->flags & (IO_F_TLS | IO_F_HANDSHAKE)) != 0;
+}
+
+/*
+ * Bytes inside the SSL object that no epoll event will announce:
+ * decrypted ones, or -- with read-ahead (tls.c), which takes whatever
+ * the socket holds in one read -- whole records not yet decrypted.  What
+ * OpenSSL holds after a read that wanted more is a partial record: only
+ * the socket can complete it, so it does not count (else the pending
+ * list would spin on it).
+ */
+static bool
+tls_has_more(const struct io *io)
+{
+	return SSL_pending(io->ssl) > 0 ||
+	    (!(io->flags & IO_F_STARVED) && SSL_has_pending(io->ssl));
 }
 
 static void
@@ -103,7 +121,7 @@ io_update(struct io *io)
 		if (buf_len(&io->out) > 0 || (io->flags & (IO_F_FAILED | IO_F_TLS_PENDING | IO_F_LOWAT_DUE)))
 			want |= (io->flags & IO_F_TLS) ? io->wr_want : EPOLLOUT;
 		/* Decrypted bytes inside the SSL object wake nobody: queue them. */
-		if (reading && io->ssl && (io->flags & IO_F_TLS) && SSL_pending(io->ssl) > 0)
+		if (reading && io->ssl && (io->flags & IO_F_TLS) && tls_has_more(io))
 			pending_add(io);
 	}
 	ev_fd_mod(&io->ev, want);
@@ -140,8 +158,8 @@ io_new(int fd, size_t inmax, size_t outmax, void (*cb)(struct io *, enum io_even
 	io->arg = arg;
 	io->rd_want = EPOLLIN;
 	io->wr_want = EPOLLOUT;
-	/* Registered with no interest; io_update() picks what is needed. */
-	ev_fd_add(&io->ev, fd, 0, io_handler);
+	/* io_update() registers it with what is needed. */
+	ev_fd_init(&io->ev, fd, io_handler);
 	io_update(io);
 	return io;
 }
@@ -235,6 +253,9 @@ io_flush(struct io *io)
 	/* Whoever flushed, the owner hears of the drain from the handler. */
 	if (before > io->lowat && buf_len(&io->out) <= io->lowat)
 		io->flags |= IO_F_LOWAT_DUE;
+	/* A reply sent in full leaves nothing behind (a bulk buffer waits for io_read). */
+	if (before > 0 && io->out.size <= IO_OUT_KEEP)
+		buf_release(&io->out);
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_TLS_PENDING))
 		start_handshake(io);
 	if (buf_len(&io->out) == 0 && (io->flags & IO_F_SHUTDOWN) && !(io->flags & IO_F_WRDONE) &&
@@ -348,7 +369,8 @@ io_close(struct io *io)
 		return;
 	io->flags |= IO_F_DEAD;
 	ev_timer_cancel(&io->timer);
-	ev_fd_del(&io->ev);
+	/* closed just below, and a session's socket is never duplicated */
+	ev_fd_forget(&io->ev);
 	if (io->ssl) {
 		if ((io->flags & IO_F_TLS) && !(io->flags & (IO_F_FAILED | IO_F_WRDONE)))
 			(void)SSL_shutdown(io->ssl);
@@ -437,6 +459,7 @@ io_read(struct io *io)
 		if (r <= 0) {
 			int err = SSL_get_error(io->ssl, r);
 			if (err == SSL_ERROR_WANT_READ) {
+				io->flags |= IO_F_STARVED;
 				io->rd_want = EPOLLIN;
 				io_update(io);
 				return;
@@ -455,6 +478,7 @@ io_read(struct io *io)
 			}
 		} else {
 			n = r;
+			io->flags &= ~IO_F_STARVED;
 		}
 		io->rd_want = EPOLLIN;
 	} else {
@@ -478,6 +502,16 @@ io_read(struct io *io)
 	io_touch(io);
 	io_update(io);
 	io->cb(io, IO_DATAIN, io->arg);
+	/*
+	 * All consumed, all sent: an idle leg keeps no buffers (64 KiB were
+	 * reserved for the read).  A leg streaming a message keeps them (a
+	 * partial line is pending), so this costs an allocation per command,
+	 * not per read of a message.
+	 */
+	if (!(io->flags & IO_F_DEAD)) {
+		buf_release(&io->in);
+		buf_release(&io->out);
+	}
 }
 
 /*
@@ -599,7 +633,7 @@ io_run_pending(void)
 			continue;
 		if (io->flags & (IO_F_PAUSED | IO_F_EOF) || buf_room(&io->in) == 0)
 			continue;
-		if (SSL_pending(io->ssl) > 0)
+		if (tls_has_more(io))
 			io_read(io);
 	}
 }

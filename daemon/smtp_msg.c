@@ -26,6 +26,11 @@
  * inspect-timeout-action applies.  An inspector that asks for a pause
  * (INSPECT_BUSY) pauses the client the same way, under the same bound.
  *
+ * The inspector sees the same octets in batches: the lines framed from
+ * one read are staged (t->stage) and handed over in one body() call when
+ * the read is done, when the stage is full, and before the end (msg_end);
+ * a transaction that is cancelled drops what was staged.
+ *
  * Flow control: a streamed line is appended to the upstream's output only
  * when there is room for a whole line (upstream_has_room); otherwise the
  * client leg is paused and the upstream's IO_LOWAT resumes it.  A held
@@ -75,6 +80,7 @@ msg_init(struct smtp_engine *e)
 	struct smtp_txn *t = &e->txn;
 
 	buf_init(&t->conv, SMTP_CONV_MAX);
+	buf_init(&t->stage, SIZE_MAX);
 	hold_init(&t->hold, (size_t)e->lim->hold_memory, e->conf->spool_dir);
 	t->hooks.verdict = on_verdict;
 	t->hooks.resume = on_resume;
@@ -98,6 +104,7 @@ msg_free(struct smtp_engine *e)
 	msg_txn_reset(e);
 	msg_stop(e);
 	buf_free(&e->txn.conv);
+	buf_free_secure(&e->txn.stage);
 }
 
 /* ---------------------------------------------------------- inspector */
@@ -113,6 +120,8 @@ msg_inspect_cancel(struct smtp_engine *e)
 		t->itxn = NULL;
 		e->tflags &= ~TF_INSPECTING;
 	}
+	/* staged lines of a cancelled transaction are never shown */
+	buf_free_secure(&t->stage);
 	e->tflags &= ~TF_INSP_BUSY;
 	ev_timer_cancel(&t->itimer);
 }
@@ -262,6 +271,37 @@ on_held(void *ctx)
 
 	return (e->tflags & TF_HELD) && e->txn.hold.sealed && !e->txn.hold.error ? &e->txn.hold :
 	    NULL;
+}
+
+/*
+ * What was staged goes to the inspector now, in one call.  The buffer is
+ * kept for the next batch (released with the transaction): it held
+ * message octets, so it is wiped when released.
+ */
+static void
+stage_flush(struct smtp_engine *e)
+{
+	struct buf *st = &e->txn.stage;
+
+	if (buf_len(st) == 0)
+		return;
+	inspect_body(e, buf_head(st), buf_len(st));
+	buf_reset(st);
+}
+
+/* One framed line (CRLF added) for the inspector, staged. */
+static void
+stage_line(struct smtp_engine *e, const char *line, size_t len)
+{
+	struct buf *st = &e->txn.stage;
+
+	if (!(e->tflags & TF_INSPECTING))
+		return;
+	if (buf_len(st) > 0 && buf_len(st) + len + 2 > SMTP_STAGE_MAX)
+		stage_flush(e);
+	/* A line is at most max-line-length (65536) long: the append never fails. */
+	if (buf_append(st, line, len) < 0 || buf_append(st, "\r\n", 2) < 0)
+		fatal("stage_line: cannot stage %zu octets", len);
 }
 
 static void
@@ -642,6 +682,8 @@ msg_end(struct smtp_engine *e, struct pend *carrier, const char *enddata)
 {
 	struct smtp_txn *t = &e->txn;
 
+	/* every line before the end, shown before the end is asked for */
+	stage_flush(e);
 	t->verdict_pend = carrier ? carrier : reply_new(e, PK_LOCAL, false, 0);
 	t->enddata = enddata;
 	if (data_refused(&t->framer)) {
@@ -891,8 +933,7 @@ emit_line(struct smtp_engine *e, const char *line, size_t len)
 		(void)buf_append(out, line, len);
 		(void)buf_append(out, "\r\n", 2);
 	}
-	inspect_body(e, line, len);
-	inspect_body(e, "\r\n", 2);
+	stage_line(e, line, len);
 }
 
 /*
@@ -934,6 +975,13 @@ msg_data_input(struct smtp_engine *e)
 		size_t consumed, len;
 		enum data_status st;
 
+		/*
+		 * A line that begins with a dot may be the end: everything before
+		 * it is shown first, and the end waits while the inspector is busy
+		 * (inspect.h), exactly as if each line had been fed on its own.
+		 */
+		if (buf_len(in) > 0 && buf_head(in)[0] == '.' && buf_len(&e->txn.stage) > 0)
+			stage_flush(e);
 		if (!upstream_has_room(e) || (e->tflags & TF_INSP_BUSY)) {
 			io_pause(e->cio); /* resumed when the upstream drains / the inspector resumes */
 			break;
@@ -951,6 +999,9 @@ msg_data_input(struct smtp_engine *e)
 			msg_end(e, NULL, ".");
 		}
 	}
+	/* the lines of this read, to the inspector at once */
+	if (!smtp_stopped(e))
+		stage_flush(e);
 	if (!(e->flags & EF_UP_DEAD) && !smtp_stopped(e))
 		io_kick(e->sio);
 }
@@ -1067,7 +1118,7 @@ msg_bdat(struct smtp_engine *e, struct smtp_cmd *cmd)
 
 /* Framing: turn what the conv buffer holds into lines (stuffed DATA lines, or held). */
 static bool
-conv_drain(struct smtp_engine *e, bool final)
+conv_drain_lines(struct smtp_engine *e, bool final)
 {
 	struct smtp_txn *t = &e->txn;
 
@@ -1103,6 +1154,16 @@ conv_drain(struct smtp_engine *e, bool final)
 		if (buf_len(&t->conv) == 0)
 			return true;
 	}
+}
+
+/* ... and what those lines were, to the inspector at once. */
+static bool
+conv_drain(struct smtp_engine *e, bool final)
+{
+	bool done = conv_drain_lines(e, final);
+
+	stage_flush(e);
+	return done;
 }
 
 /* The chunk is all in: answer it, or end the message after the last one. */
@@ -1217,6 +1278,7 @@ msg_bdat_input(struct smtp_engine *e)
 				abort_upstream(e, "message refused");
 			} else if (!up_dead) {
 				(void)buf_append(io_out(e->sio), buf_head(in), n);
+				stage_flush(e); /* (nothing is staged when chunks are not framed) */
 				inspect_body(e, buf_head(in), n);
 			}
 			buf_consume(in, n);

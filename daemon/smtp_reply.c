@@ -640,6 +640,7 @@ reply_input(struct smtp_engine *e)
 		if (!more) {
 			on_reply(e, code);
 			buf_reset(&e->reply);
+			buf_release(&e->reply); /* between replies the engine keeps none */
 			e->reply_lines = 0;
 		}
 	}

@@ -103,59 +103,75 @@ resume_drop(int i)
 	resume[i].key[0] = '\0';
 }
 
-static int
-resume_find(const char *key)
-{
-	for (int i = 0; i < TLS_RESUME_SLOTS; i++)
-		if (resume[i].sess && !strcmp(resume[i].key, key))
-			return i;
-	return -1;
-}
-
-static bool
-cert_sha256(X509 *x, unsigned char out[32])
+bool
+tls_cert_digest(X509 *x, unsigned char out[32])
 {
 	unsigned int len = 0;
 
 	return x && X509_digest(x, EVP_sha256(), out, &len) == 1 && len == 32;
 }
 
+/*
+ * A destination's sessions are the slots with its key; a slot is free
+ * when sess is NULL.  The newest is offered first.
+ */
 SSL_SESSION *
 tls_resume_get(const char *key)
 {
-	int i = resume_find(key);
+	uint64_t now = (uint64_t)time(NULL);
+	int best = -1;
 
-	if (i < 0)
-		return NULL;
-	if (!SSL_SESSION_is_resumable(resume[i].sess) ||
-	    (uint64_t)time(NULL) > (uint64_t)SSL_SESSION_get_time(resume[i].sess) + TLS_RESUME_MAX_AGE) {
-		resume_drop(i);
-		return NULL;
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
+		if (resume[i].sess == NULL || strcmp(resume[i].key, key) != 0)
+			continue;
+		if (!SSL_SESSION_is_resumable(resume[i].sess) ||
+		    now > (uint64_t)SSL_SESSION_get_time(resume[i].sess) + TLS_RESUME_MAX_AGE) {
+			resume_drop(i);
+			continue;
+		}
+		if (best < 0 || resume[i].used > resume[best].used)
+			best = i;
 	}
-	resume[i].used = ++resume_tick;
-	SSL_SESSION_up_ref(resume[i].sess);
-	return resume[i].sess;
+	if (best < 0)
+		return NULL;
+	SSL_SESSION *sess = resume[best].sess;
+	resume[best].sess = NULL; /* the caller's reference now: offered once */
+	resume[best].key[0] = '\0';
+	return sess;
 }
 
 void
 tls_resume_put(const char *key, SSL_SESSION *sess)
 {
 	unsigned char cert[32];
-	int slot = resume_find(key);
+	int free_slot = -1, lru = -1, mine = 0, oldest_mine = -1, slot;
 
 	/* A session whose certificate we cannot name cannot be checked later: not kept. */
 	if (strlen(key) >= sizeof(resume[0].key) ||
-	    !cert_sha256(SSL_SESSION_get0_peer(sess), cert)) {
+	    !tls_cert_digest(SSL_SESSION_get0_peer(sess), cert)) {
 		SSL_SESSION_free(sess);
 		return;
 	}
-	if (slot < 0) {
-		slot = 0;
-		for (int i = 0; i < TLS_RESUME_SLOTS; i++)
-			if (resume[i].used < resume[slot].used)
-				slot = i;
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
+		if (resume[i].sess == NULL) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (lru < 0 || resume[i].used < resume[lru].used)
+			lru = i;
+		if (!strcmp(resume[i].key, key)) {
+			mine++;
+			if (oldest_mine < 0 || resume[i].used < resume[oldest_mine].used)
+				oldest_mine = i;
+		}
 	}
-	SSL_SESSION_free(resume[slot].sess);
+	/*
+	 * A full pool gives up its own oldest session; otherwise a free slot,
+	 * else the least recently stored one of any destination.
+	 */
+	slot = mine >= TLS_RESUME_PER_DEST ? oldest_mine : free_slot >= 0 ? free_slot : lru;
+	resume_drop(slot);
 	snprintf(resume[slot].key, sizeof(resume[slot].key), "%s", key);
 	resume[slot].sess = sess;
 	memcpy(resume[slot].cert, cert, sizeof(cert));
@@ -166,14 +182,17 @@ bool
 tls_resume_check(const char *key, X509 *peer)
 {
 	unsigned char cert[32];
-	int i = resume_find(key);
+	bool named = tls_cert_digest(peer, cert), dropped = false;
 
-	if (i < 0)
-		return false;
-	if (cert_sha256(peer, cert) && memcmp(cert, resume[i].cert, sizeof(cert)) == 0)
-		return false;
-	resume_drop(i);
-	return true;
+	for (int i = 0; i < TLS_RESUME_SLOTS; i++) {
+		if (resume[i].sess == NULL || strcmp(resume[i].key, key) != 0)
+			continue;
+		if (named && memcmp(cert, resume[i].cert, sizeof(cert)) == 0)
+			continue;
+		resume_drop(i);
+		dropped = true;
+	}
+	return dropped;
 }
 
 int
@@ -495,6 +514,12 @@ ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *
 	    SSL_OP_NO_SSLv3);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	    SSL_MODE_RELEASE_BUFFERS);
+	/*
+	 * Read-ahead: one read(2) takes what the socket holds instead of a
+	 * record header and then its body (two reads per record, about 40
+	 * per short session); io.c drains what is buffered (SSL_has_pending).
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
 		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphers: OpenSSL accepts none of \"%s\"",
 		    c->path, p->line, p->name, p->ciphers);
@@ -916,7 +941,7 @@ bind_cert(EVP_MD_CTX *md, X509 *x)
 
 	if (x == NULL)
 		return bind_field(md, "", 0);
-	return cert_sha256(x, h) ? bind_field(md, h, sizeof(h)) : -1;
+	return tls_cert_digest(x, h) ? bind_field(md, h, sizeof(h)) : -1;
 }
 
 int

@@ -162,9 +162,12 @@ tlsi_upstream_begin(struct smtp_engine *e)
 	/* Resume this destination's last session where the server allows it. */
 	resume_key(e, key, sizeof(key));
 	SSL_SESSION *sess = tls_resume_get(key);
+	e->up_offered = false;
 	if (sess) {
 		log_sid(LOG_LVL_INFO, e->id, "tls resume side=server offered=yes age=%lld",
 		    (long long)(time(NULL) - (time_t)SSL_SESSION_get_time(sess)));
+		/* taken out of the cache: what it held is remembered for tlsi_upstream_ready */
+		e->up_offered = tls_cert_digest(SSL_SESSION_get0_peer(sess), e->up_offered_cert);
 		SSL_set_session(ssl, sess);
 		SSL_SESSION_free(sess);
 	}
@@ -757,11 +760,23 @@ tlsi_upstream_ready(struct smtp_engine *e)
 
 	e->flags |= EF_UP_TLS;
 	log_tls(e, e->sio, "server");
-	/* A full handshake that shows another certificate: the cached session goes. */
+	/*
+	 * A full handshake that shows another certificate: the cached
+	 * sessions go, and so did the one offered (refused by the server).
+	 */
 	resume_key(e, key, sizeof(key));
-	if (!SSL_session_reused(ssl) && tls_resume_check(key, SSL_get0_peer_certificate(ssl)))
-		log_sid(LOG_LVL_INFO, e->id,
-		    "tls resume side=server dropped reason=certificate-changed");
+	if (!SSL_session_reused(ssl)) {
+		X509 *peer = SSL_get0_peer_certificate(ssl);
+		unsigned char now[32];
+		bool changed = tls_resume_check(key, peer);
+
+		if (e->up_offered && (!tls_cert_digest(peer, now) ||
+		    memcmp(now, e->up_offered_cert, sizeof(now)) != 0))
+			changed = true;
+		if (changed)
+			log_sid(LOG_LVL_INFO, e->id,
+			    "tls resume side=server dropped reason=certificate-changed");
+	}
 	if (e->flags & EF_UP_OWN)
 		own_upstream_ready(e);
 	else

@@ -1,23 +1,22 @@
 """The gateway's own upstream sessions never carry a verdict across a
 certificate change.
 
-The gateway keeps, per worker, the last TLS session of each destination
-(address, port, reference name, profile) and offers it on the next
-connection.  int-client, through the gateway, does STARTTLS to ext-mx
+The gateway keeps, per worker, a pool of TLS sessions (the server's
+tickets) for each destination (address, port, reference name, profile)
+and offers one, once, on each later connection.  int-client, through the gateway, does STARTTLS to ext-mx
 with SNI mx.ext.test:
 
 1. ext-mx presents its good certificate: after a first connection, a
    later one (on one of a few attempts: the cache is per worker) resumes
    the upstream session (`tls ready side=server ... resumed=yes`) and
    the resumed session is judged again - `result=ok` on the certificate
-   the session holds; the last of these connections leaves a session
-   that was never used in the cache;
+   the session holds; sessions that were never used stay in the cache;
 2. ext-mx gets a certificate from a CA nobody trusts (`testbed mx-cert
    unknown-ca`; the reload renews Postfix's ticket keys, as a new
    server would not know them either).  Every later connection: when the
-   gateway offers its cached session (`tls resume side=server
+   gateway offers a cached session (`tls resume side=server
    offered=yes`), ext-mx refuses it, the full handshake shows the new
-   certificate, the cached session is dropped (`dropped
+   certificate, the worker's sessions from before are dropped (`dropped
    reason=certificate-changed`) and the verdict is on the new
    certificate (`class=untrusted-issuer`): the client is shown the
    untrusted CA's leaf.  Nothing from before the change makes the bad

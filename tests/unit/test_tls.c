@@ -685,13 +685,48 @@ test_resume_cache(void **state)
 	assert_null(tls_resume_get("198.51.100.25:25//0"));
 	SSL_SESSION *s = tls_resume_get("198.51.100.25:25/mx.ext.test/0");
 	assert_non_null(s);
-	SSL_SESSION_free(s);
+	/* offered once: taken out of the cache */
+	assert_null(tls_resume_get("198.51.100.25:25/mx.ext.test/0"));
+	tls_resume_put("198.51.100.25:25/mx.ext.test/0", s);
 	/* the same certificate in a full handshake: kept */
 	assert_false(tls_resume_check("198.51.100.25:25/mx.ext.test/0", c1));
 	assert_false(tls_resume_check("nothing cached", c2));
 	/* another certificate: gone */
 	assert_true(tls_resume_check("198.51.100.25:25/mx.ext.test/0", c2));
 	assert_null(tls_resume_get("198.51.100.25:25/mx.ext.test/0"));
+
+	/*
+	 * A pool per destination: concurrent handshakes each take their own
+	 * session, newest first; at most TLS_RESUME_PER_DEST are kept (the
+	 * oldest goes), and a certificate change drops them all.
+	 */
+	SSL_SESSION *pool[TLS_RESUME_PER_DEST + 2];
+	for (int i = 0; i < TLS_RESUME_PER_DEST + 2; i++) {
+		assert_true(handshake_pair(sctx, cctx, NULL, NULL, &cli, &srv));
+		pool[i] = SSL_get1_session(cli);
+		SSL_SESSION_up_ref(pool[i]);
+		tls_resume_put("198.51.100.26:25/mx.ext.test/0", pool[i]);
+		free_pair(cli, srv);
+	}
+	tls_resume_put("198.51.100.27:25/other/0", SSL_SESSION_dup(pool[0]));
+	for (int i = TLS_RESUME_PER_DEST + 1; i >= 2; i--) {
+		s = tls_resume_get("198.51.100.26:25/mx.ext.test/0");
+		assert_ptr_equal(s, pool[i]);
+		SSL_SESSION_free(s);
+	}
+	assert_null(tls_resume_get("198.51.100.26:25/mx.ext.test/0"));
+	for (int i = 0; i < 4; i++) {
+		SSL_SESSION_up_ref(pool[i]);
+		tls_resume_put("198.51.100.26:25/mx.ext.test/0", pool[i]);
+	}
+	assert_true(tls_resume_check("198.51.100.26:25/mx.ext.test/0", c2));
+	assert_null(tls_resume_get("198.51.100.26:25/mx.ext.test/0"));
+	/* another destination's session is untouched */
+	s = tls_resume_get("198.51.100.27:25/other/0");
+	assert_non_null(s);
+	SSL_SESSION_free(s);
+	for (int i = 0; i < TLS_RESUME_PER_DEST + 2; i++)
+		SSL_SESSION_free(pool[i]);
 
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
