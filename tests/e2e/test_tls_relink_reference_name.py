@@ -20,12 +20,20 @@ message went to the wrong-name server.
 The same scene with the MX no longer offering STARTTLS at the
 reconnection: the new leg may not be weaker than the first, so the
 reconnection fails (`step=ehlo`) and nothing goes up in cleartext.
+
+The outbound action does not scan here (streamed_outbound): a held
+message is refused with an RSET, and only a streamed one costs the
+upstream connection, hence the reconnection.
 """
 
 import ssl
 
+import pytest
+
 from conftest import flow, message
 from tlsutil import client_context, make_cert, tls_client_session, tls_mx, workdir
+
+pytestmark = pytest.mark.usefixtures("streamed_outbound")
 
 FL = flow("outbound", 4)
 NAME = "tls-script.ext.test"
