@@ -19,6 +19,7 @@ testbed up).
 import importlib.util
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def appliance():
         pytest.skip("the appliance tests need root (QEMU, taps, network namespaces)")
     os.environ.setdefault("SMTPGW_TB_PREFIX", "ap-")
     os.environ["SMTPGW_TB_GATEWAY"] = "qemu"
-    state = {"key": None, "tb": None}
+    state = {"key": None, "tb": None, "failed": {}}
 
     def down():
         if state["tb"] is not None:
@@ -126,14 +127,26 @@ def appliance():
         key = (board, boot)
         if state["key"] == key:
             return state["tb"]
+        # An appliance that did not come up once is not tried again for
+        # every test (each try may take its full timeout): they fail at once.
+        if key in state["failed"]:
+            pytest.fail(f"testbed up ({board}, {boot} boot) failed before: "
+                        f"{state['failed'][key]}", pytrace=False)
         down()
         os.environ["SMTPGW_TB_BOARD"] = board
         os.environ["SMTPGW_TB_BOOT"] = boot
         tb = Appliance()
         t0 = time.monotonic()
-        r = tb.cmd("up", check=False, timeout=1800)
+        try:
+            r = tb.cmd("up", check=False, timeout=1800)
+        except subprocess.TimeoutExpired:
+            tb.cmd("down", check=False, timeout=300)
+            state["failed"][key] = "testbed up took more than 1800 s"
+            pytest.fail(f"testbed up ({board}, {boot} boot): {state['failed'][key]}",
+                        pytrace=False)
         if r.returncode != 0:
             tb.cmd("down", check=False, timeout=300)
+            state["failed"][key] = f"exit {r.returncode}, see the first test that used it"
             pytest.fail(f"testbed up ({board}, {boot} boot) failed (exit {r.returncode}):\n"
                         f"{r.stdout}{e2e.tail(r.stderr, 60)}", pytrace=False)
         m = re.search(r"appliance up in (\d+) ms", r.stderr)
