@@ -9,6 +9,8 @@
 #include "buf.h"
 #include "util.h"
 
+char buf_nothing[1]; /* buf_head() of a buffer without storage */
+
 #define BUF_MIN_ALLOC 4096
 
 void

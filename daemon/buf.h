@@ -28,7 +28,16 @@ void buf_free(struct buf *b);
 void buf_free_secure(struct buf *b);
 
 static inline size_t buf_len(const struct buf *b) { return b->wpos - b->rpos; }
-static inline char *buf_head(const struct buf *b) { return b->data + b->rpos; }
+/*
+ * An idle buffer has no storage (data NULL: an idle leg keeps none); its
+ * head is then an empty string, never NULL + 0, so callers may pass
+ * (buf_head, buf_len) to memchr or memcpy whatever the state.
+ */
+extern char buf_nothing[1];
+static inline char *buf_head(const struct buf *b)
+{
+	return b->data ? b->data + b->rpos : buf_nothing;
+}
 /* Bytes that can still be appended before the buffer reaches max. */
 static inline size_t buf_room(const struct buf *b) { return b->max - buf_len(b); }
 
