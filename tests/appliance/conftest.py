@@ -144,6 +144,10 @@ def appliance():
             state["failed"][key] = "testbed up took more than 1800 s"
             pytest.fail(f"testbed up ({board}, {boot} boot): {state['failed'][key]}",
                         pytrace=False)
+        except BaseException:
+            # interrupted (scripts/test's budget sends SIGINT): nothing stays up
+            tb.cmd("down", check=False, timeout=300)
+            raise
         if r.returncode != 0:
             tb.cmd("down", check=False, timeout=300)
             state["failed"][key] = f"exit {r.returncode}, see the first test that used it"
