@@ -60,6 +60,7 @@ def scanners(testbed):
     scanners_up(testbed)
 
 
+@pytest.mark.qemu
 def test_message_mode(testbed):
     for wrap, make in WRAPPINGS.items():
         check_refused(testbed, wrap, make)

@@ -106,6 +106,7 @@ def test_header_strip_and_envelope_headers(testbed):
     assert body_and_rest == expect, got
 
 
+@pytest.mark.qemu
 def test_header_deny_then_next_delivered(testbed):
     token1, token2 = new_token(), new_token()
     with testbed.connect(OUT.client, OUT.server_addr) as c:

@@ -49,6 +49,7 @@ def envelope_rules(module_gateway_config):
     cfg.tb.restart_gateway()
 
 
+@pytest.mark.qemu
 def test_denied_sender_then_next_delivered(testbed):
     token = new_token()
     with testbed.connect(OUT.client, OUT.server_addr) as c:

@@ -44,6 +44,7 @@ def delivered(testbed, host, token):
     return strip_trace(testbed.wait_for_message(host, token))
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_attachment_stripped_rest_byte_exact(testbed, case):
     part, name = CASES[case]

@@ -44,6 +44,7 @@ def deliver(testbed, pattern, extra_header=""):
     return head, body, data, sid, offset
 
 
+@pytest.mark.qemu
 def test_add_header(testbed):
     head, body, data, sid, offset = deliver(testbed, GTUBE["add header"],
                                             "X-Spam-Flag: NO\r\n")

@@ -37,6 +37,7 @@ def refused(testbed, fl, code):
     assert testbed.messages_with(fl.server, token) == []
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("direction", ["inbound", "outbound"])
 def test_gtube_refused(testbed, direction):
     fl = flow(direction, 4)
