@@ -768,6 +768,8 @@ msg_on_hold_start(struct smtp_engine *e, struct pend *p, int code)
 		} else {
 			reply_set_line(p, no);
 			e->tflags |= TF_BDAT_FAILED;
+			/* nothing will be held: the destination needs no keepalive */
+			ev_timer_cancel(&e->txn.keepalive);
 		}
 		return true;
 	}
@@ -776,6 +778,7 @@ msg_on_hold_start(struct smtp_engine *e, struct pend *p, int code)
 		msg_data_start(e);
 	} else {
 		reply_set_line(p, no);
+		ev_timer_cancel(&e->txn.keepalive);
 	}
 	return true;
 }

@@ -173,10 +173,17 @@ smtp_client_timer(struct smtp_engine *e)
 		break;
 	case SP_DATA:
 	case SP_BDAT:
-		/* Paused for the inspector: smtpgw is the one waiting (bounded by inspect-timeout). */
+		/*
+		 * Paused for the inspector: smtpgw is the one waiting (bounded by
+		 * inspect-timeout).  Otherwise the clock runs from the client's
+		 * last read (IO_DATAIN restarts it), not from our last event: a
+		 * held message's keepalive NOOPs come back every few seconds and
+		 * used to restart it, so a client that went silent mid-message
+		 * was kept forever (with the destination's connection).
+		 */
 		if (msg_client_waits(e))
 			ev_timer_cancel(&e->ctimer);
-		else
+		else if (!ev_timer_armed(&e->ctimer))
 			ev_timer_arm(&e->ctimer, lim->t_client_data * 1000ull, client_timeout);
 		break;
 	case SP_GREETING:
@@ -273,8 +280,11 @@ smtp_client_event(struct smtp_engine *e, enum io_event ev)
 		return;
 	switch (ev) {
 	case IO_DATAIN:
-		if (e->phase == SP_DATA || e->phase == SP_BDAT)
+		/* Message octets from the client: its data clock starts again. */
+		if (e->phase == SP_DATA || e->phase == SP_BDAT) {
+			ev_timer_cancel(&e->ctimer);
 			smtp_client_timer(e);
+		}
 		smtp_process_client(e);
 		break;
 	case IO_LOWAT:

@@ -1935,6 +1935,7 @@ test_body_busy_timeout(void **state)
 /* ------------------------------------------------------- held messages */
 
 #define R354 "354 End data with <CR><LF>.<CR><LF>\r\n"
+#define R_TIMEOUT_LINE "421 4.4.2 Error: timeout exceeded, closing connection\r\n"
 
 /* Held: a NOOP in DATA's place, nothing of the message before the verdict. */
 static void
@@ -2103,6 +2104,92 @@ test_hold_data_answered_2xx(void **state)
 	EXPECT(&cli, "451 ");
 	assert_false(received(&cli, "250 2.0.0 Ok\r\n"));
 	assert_false(received(&srv, "x\r\n"));
+}
+
+/*
+ * The destination answers every keepalive NOOP; the client is the one
+ * that went silent.  Each NOOP reply used to restart the client's timer
+ * (smtp_process_client -> smtp_client_timer), so the keepalive kept a
+ * silent client's session -- and the destination's connection -- alive
+ * forever: inbound every message is held, so any client could.  Until
+ * now the test answers NOOPs, and returns what the client got by then.
+ */
+static bool
+answer_noops_until_client_got(const char *needle, unsigned ms)
+{
+	uint64_t end = now_ms() + ms;
+
+	while (now_ms() < end && !received(&cli, needle)) {
+		pump(1);
+		if (srv.len - srv.mark >= 6 && memcmp(srv.buf + srv.mark, "NOOP\r\n", 6) == 0) {
+			srv.mark += 6;
+			/* the session may be closing meanwhile: no send_all() */
+			(void)!send(srv.fd, "250 2.0.0 Ok\r\n", 14, MSG_NOSIGNAL);
+		}
+	}
+	return received(&cli, needle);
+}
+
+/* ... in the middle of a held message (timeout-client-data). */
+static void
+test_hold_client_silent_mid_data(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	conf.smtp.t_server_command = 1; /* a NOOP every 200 ms */
+	conf.smtp.t_client_data = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	CSEND("Subject: and then nothing\r\n");
+	assert_true(answer_noops_until_client_got(R_TIMEOUT_LINE, 2500));
+	expect_partial_eof(&cli, R_TIMEOUT_LINE);
+	assert_false(received(&srv, "DATA"));
+}
+
+/* ... between the chunks of a held BDAT message (timeout-client-command). */
+static void
+test_hold_client_silent_between_chunks(void **state)
+{
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	conf.smtp.t_server_command = 1;
+	conf.smtp.t_client_command = 1;
+	conf.smtp.t_client_data = 1;
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	CSEND("BDAT 5\r\nabc\r\n");
+	EXPECT(&srv, "NOOP\r\n");
+	SSEND("250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.0.0 5 octets received\r\n");
+	assert_true(answer_noops_until_client_got(R_TIMEOUT_LINE, 2500));
+	expect_partial_eof(&cli, R_TIMEOUT_LINE);
+	assert_false(received(&srv, "DATA"));
+}
+
+/*
+ * ... after a held DATA found no recipient (the NOOP's reply): that hold
+ * is over, no keepalive runs on, and a silent client is cut off.
+ */
+static void
+test_hold_refused_client_silent(void **state)
+{
+	conf.smtp.hold = HOLD_ALWAYS;
+	conf.smtp.t_server_command = 1;
+	conf.smtp.t_client_command = 1;
+	start(NULL);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	CSEND("MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.org>\r\nDATA\r\n");
+	EXPECT(&srv, "MAIL FROM:<alice@example.com>\r\nRCPT TO:<nobody@example.org>\r\nNOOP\r\n");
+	SSEND("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n250 2.0.0 Ok\r\n");
+	EXPECT(&cli, "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n"
+	    "554 5.5.1 Error: no valid recipients\r\n");
+	assert_true(answer_noops_until_client_got(R_TIMEOUT_LINE, 2500));
+	expect_partial_eof(&cli, R_TIMEOUT_LINE);
+	/* nothing held any more: no keepalive after the refusal */
+	assert_false(received(&srv, "NOOP\r\nNOOP"));
 }
 
 /* hold = always holds without the inspector asking. */
@@ -2282,6 +2369,47 @@ test_hold_spool_byte_exact(void **state)
 	assert_int_equal(spool_entries(), 0);
 	free(msg);
 	free(stuffed);
+}
+
+/*
+ * A client half-closes after the end of a held message larger than the
+ * upstream's output buffer: the release pauses for room, and while it
+ * did (no reply owed: our own DATA's 354 was answered silently), the
+ * closing session was finished -- the upstream closed mid-message, the
+ * client never got its answer.  It must get the destination's answer.
+ */
+static void
+test_hold_half_close_during_large_release(void **state)
+{
+	size_t cap = 1024 * 1024, n = 0;
+	char *msg = malloc(cap + 8);
+
+	assert_non_null(msg);
+	if (spool[sizeof(spool) - 2] == 'X')
+		assert_non_null(mkdtemp(spool));
+	snprintf(conf.spool_dir, sizeof(conf.spool_dir), "%s", spool);
+	insp_reset(INSPECT_ALLOW, NULL);
+	ti.hold = true;
+	ti.delay_ms = 100;
+	while (n + 802 < cap) {
+		memset(msg + n, 'a' + (int)(n / 802 % 26), 800);
+		memcpy(msg + n + 800, "\r\n", 2);
+		n += 802;
+	}
+	memcpy(msg + n, ".\r\n", 3);
+	start(&test_insp);
+	ehlo(EHLO_PLAIN, EHLO_PLAIN_SHOWN);
+	envelope();
+	held_data_go();
+	send_all(&cli, msg, n + 3);
+	shutdown(cli.fd, SHUT_WR);
+	EXPECT(&srv, "DATA\r\n");
+	SSEND("354 go ahead\r\n");
+	expect(&srv, msg, n + 3);
+	SSEND("250 2.0.0 queued\r\n");
+	EXPECT(&cli, "250 2.0.0 queued\r\n");
+	expect_eof(&cli);
+	free(msg);
 }
 
 /* The inspector's edits, applied on the way out (and dot-stuffed). */
@@ -2664,9 +2792,13 @@ main(void)
 		T(test_hold_allow),
 		T(test_hold_always),
 		T(test_hold_keepalive),
+		T(test_hold_client_silent_mid_data),
+		T(test_hold_client_silent_between_chunks),
+		T(test_hold_refused_client_silent),
 		T(test_hold_data_answered_2xx),
 		T(test_hold_keepalive_421_mid_data),
 		T(test_hold_half_close_during_verdict),
+		T(test_hold_half_close_during_large_release),
 		T(test_async_half_close_during_verdict),
 		T(test_hold_no_recipient),
 		T(test_hold_deny_keeps_session),
