@@ -158,7 +158,14 @@ reply_flush(struct smtp_engine *e)
 	}
 	if (smtp_stopped(e))
 		return;
-	if (e->npend == 0 && (e->phase == SP_CLOSING || e->close_reply)) {
+	/*
+	 * Nothing owed and the client gone: the session is over -- unless a
+	 * held message is still on its way up (its release pauses for room
+	 * with no reply owed: our DATA's 354 was answered silently) or its
+	 * verdict is awaited; the client's answer comes after them.
+	 */
+	if (e->npend == 0 && (e->phase == SP_CLOSING || e->close_reply) &&
+	    !msg_upstream_busy(e) && !(e->tflags & TF_VERDICT)) {
 		if (e->close_reply) {
 			(void)io_printf(e->cio, "%s\r\n", e->close_reply);
 			e->close_reply = NULL;
