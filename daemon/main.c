@@ -974,6 +974,21 @@ dir_usable(const struct config *c, const char *key, const char *dir, bool spool,
 	return -1;
 }
 
+/* smtpgw -t: what spool_prepare() would refuse of spool-dir as it is (as root). */
+static int
+spool_check(const struct config *c, gid_t gid, char *err, size_t errlen)
+{
+	char why[400];
+
+	if (geteuid() != 0)
+		return 0; /* spool_prepare() leaves it alone too */
+	if (quarantine_dir_check(c->spool_dir, 0, gid, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%.200s: spool-dir: %.250s", c->path, why);
+		return -1;
+	}
+	return 0;
+}
+
 /* smtpgw -t: everything a start or a reload would check, nothing created or changed. */
 static int
 check_config(struct config *c, const char *path)
@@ -987,7 +1002,8 @@ check_config(struct config *c, const char *path)
 	if (tls_check(c, err, sizeof(err), warn, sizeof(warn)) < 0 ||
 	    users_resolve(c, &g, notes, err, sizeof(err)) < 0 ||
 	    dir_usable(c, "tls-dir", c->tls_dir, false, err, sizeof(err)) < 0 ||
-	    dir_usable(c, "spool-dir", c->spool_dir, true, err, sizeof(err)) < 0) {
+	    dir_usable(c, "spool-dir", c->spool_dir, true, err, sizeof(err)) < 0 ||
+	    spool_check(c, g.worker_gid, err, sizeof(err)) < 0) {
 		fprintf(stderr, "smtpgw: %s\n", err);
 		return 1;
 	}

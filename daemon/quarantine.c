@@ -659,6 +659,57 @@ dir_empty(int fd)
 	return empty;
 }
 
+/* A path component that is "." or "..". */
+static bool
+dot_component(const char *p)
+{
+	while (*p) {
+		const char *c = p + strspn(p, "/");
+		size_t n = strcspn(c, "/");
+
+		if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return true;
+		p = c + n;
+	}
+	return false;
+}
+
+int
+quarantine_dir_check(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen)
+{
+	struct stat sb;
+	int fd;
+	bool mine, empty;
+
+	if (dot_component(dir)) {
+		snprintf(err, errlen, "%s: \".\" and \"..\" are not taken in the path", dir);
+		return -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* missing (made at start), or not a directory: said elsewhere */
+	if (fstat(fd, &sb) < 0) {
+		close(fd);
+		return 0;
+	}
+	if (sb.st_mode & (S_ISVTX | S_IWOTH)) {
+		snprintf(err, errlen, "%s: a shared directory (sticky or writable by all), not "
+		    "taken", dir);
+		close(fd);
+		return -1;
+	}
+	mine = sb.st_uid == uid && sb.st_gid == gid && (sb.st_mode & 07777) == 0770;
+	empty = dir_empty(fd);
+	close(fd);
+	if (!mine && !empty) {
+		snprintf(err, errlen, "%s: not empty and not smtpgw's (uid %u, gid %u, mode %04o), "
+		    "not taken (name a new or empty directory)", dir, (unsigned)sb.st_uid,
+		    (unsigned)sb.st_gid, (unsigned)(sb.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
 int
 quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen)
 {
@@ -668,6 +719,11 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 
 	if (dir[0] != '/' || strlen(dir) >= sizeof(path)) {
 		snprintf(err, errlen, "%s: not an absolute path", dir);
+		return -1;
+	}
+	/* "." and ".." would name another directory than the one checked */
+	if (dot_component(dir)) {
+		snprintf(err, errlen, "%s: \".\" and \"..\" are not taken in the path", dir);
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s", dir);
@@ -695,7 +751,9 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 	}
 	/*
 	 * A shared directory (sticky, or writable by anyone: /tmp) is never
-	 * taken over, nor one of another owner that already holds files.
+	 * taken over, nor one that already holds files unless it is already
+	 * ours (uid:gid, 0770): spool-dir = /etc would otherwise hand /etc to
+	 * the workers' group.
 	 */
 	if (!S_ISDIR(sb.st_mode) || (sb.st_mode & (S_ISVTX | S_IWOTH))) {
 		snprintf(err, errlen, "%s: a shared directory (sticky or writable by all), not "
@@ -703,9 +761,11 @@ quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_
 		close(fd);
 		return -1;
 	}
-	if (sb.st_uid != uid && !dir_empty(fd)) {
-		snprintf(err, errlen, "%s: belongs to uid %u and is not empty, not taken (give it to "
-		    "root, or name another directory)", path, (unsigned)sb.st_uid);
+	if ((sb.st_uid != uid || sb.st_gid != gid || (sb.st_mode & 07777) != 0770) &&
+	    !dir_empty(fd)) {
+		snprintf(err, errlen, "%s: not empty and not smtpgw's (uid %u, gid %u, mode %04o), "
+		    "not taken (name a new or empty directory)", path, (unsigned)sb.st_uid,
+		    (unsigned)sb.st_gid, (unsigned)(sb.st_mode & 07777));
 		close(fd);
 		return -1;
 	}

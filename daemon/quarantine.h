@@ -150,6 +150,13 @@ int64_t quarantine_sweep(const char *dir, uint64_t target, unsigned max_age, tim
  */
 int quarantine_prepare(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen);
 
+/*
+ * What quarantine_prepare() would refuse of dir as it is now ("." or ".."
+ * in the path, a shared directory, one that holds files and is not
+ * already uid:gid 0770), changing nothing (smtpgw -t).  0 when missing.
+ */
+int quarantine_dir_check(const char *dir, unsigned uid, unsigned gid, char *err, size_t errlen);
+
 /* --- the admin's side (smtpgw -Q, run by smtpgwctl quarantine) --- */
 
 /*

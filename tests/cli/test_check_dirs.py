@@ -50,3 +50,17 @@ def test_spool_dir_with_missing_parents_is_taken_but_not_under_a_file(box):
     r = box.fails("global", "set", "spool-dir", box.root / "plain" / "spool" / "smtpgw")
     assert f"spool-dir {box.root}/plain/spool/smtpgw cannot be created: {box.root}/plain " \
            "is not a directory" in r.err, r
+
+def test_spool_dir_holding_other_files_is_refused(box):
+    """spool-dir = /etc would hand /etc to the workers' group (root's,
+    their group, 0770): a directory that holds files is taken only when
+    it is already smtpgw's, and "." or ".." in the path never."""
+    import os
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("smtpgw checks ownership only as root (as it prepares it only as root)")
+    r = box.fails("global", "set", "spool-dir", "/etc")
+    assert "spool-dir: /etc: not empty and not smtpgw's" in r.err, r
+    r = box.fails("global", "set", "spool-dir", box.root / "spool" / ".." / "etc")
+    assert '"." and ".." are not taken' in r.err, r
+    assert not box.staged.exists()

@@ -384,7 +384,33 @@ test_prepare(void **state)
 		assert_int_equal(quarantine_prepare(other, 65534, 65534, err, sizeof(err)), 0);
 		assert_int_equal(stat(other, &sb), 0);
 		assert_int_equal(sb.st_uid, 65534);
+		/*
+		 * root's own directory that holds files (spool-dir = /etc) is not
+		 * handed to the workers' group; once smtpgw's (0:gid 0770), it is
+		 */
+		char mine[320], f2[340];
+		snprintf(mine, sizeof(mine), "%s/etc-like", dir);
+		assert_int_equal(mkdir(mine, 0755), 0);
+		snprintf(f2, sizeof(f2), "%s/passwd", mine);
+		close(open(f2, O_CREAT | O_WRONLY, 0644));
+		assert_int_equal(quarantine_prepare(mine, 0, 65534, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "not empty"));
+		assert_int_equal(stat(mine, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0755);
+		assert_int_equal(sb.st_gid, 0);
+		assert_int_equal(chown(mine, 0, 65534), 0);
+		assert_int_equal(chmod(mine, 0770), 0);
+		assert_int_equal(quarantine_prepare(mine, 0, 65534, err, sizeof(err)), 0);
+		unlink(f2);
 	}
+	/* "." and ".." in the path are refused */
+	char dots[340];
+	snprintf(dots, sizeof(dots), "%s/a/b/q/..", dir);
+	assert_int_equal(quarantine_prepare(dots, getuid(), getgid(), err, sizeof(err)), -1);
+	snprintf(dots, sizeof(dots), "%s/a/../a/b/q", dir);
+	assert_int_equal(quarantine_prepare(dots, getuid(), getgid(), err, sizeof(err)), -1);
+	snprintf(dots, sizeof(dots), "%s/a/./b/q", dir);
+	assert_int_equal(quarantine_prepare(dots, getuid(), getgid(), err, sizeof(err)), -1);
 }
 
 static int
