@@ -4,6 +4,11 @@
  * The parser never trusts the input: it is also fed by a fuzzer.  Every
  * copy is bounded, every number range-checked, and the first problem stops
  * the parse with "file:line: message".
+ *
+ * Why one file of this size: one ini grammar with every section's keys
+ * and the policy model's validation rules, so that every error names
+ * file and line the same way; the proxy actions' ruleset keys are in
+ * action_rules.c.
  */
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -47,6 +47,11 @@
  * and edits.  Time: the sniff limits' entries and uncompressed octets
  * bound all the archive walks of a message together (about a second of
  * CPU at most), a MIME part limit the libmagic calls on leaves.
+ *
+ * Why one file of this size: the rulesets, archive walks, the scanners'
+ * outcomes and the quarantine hand-off share one transaction and one
+ * order of severity; the scanners' own parts are in msgscan.c and
+ * scanpolicy.c.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,6 +2,10 @@
  * decode - base64, quoted-printable, charsets, RFC 2047 words and RFC 2231
  * parameters.  See decode.h for the contracts; comments here say why the
  * code does what it does.
+ *
+ * Why one file of this size: five small pure decoders that share charset
+ * conversion and their bounds; one is split out by noun only when it
+ * grows.
  */
 #include <errno.h>
 #include <iconv.h>

@@ -12,6 +12,12 @@
  * rewritten at start, after each reload attempt, when a child dies and on
  * SIGUSR2, which is also passed on to the workers (they log their
  * counters).
+ *
+ * Why one file of this size: the master's life cycle (generations built
+ * whole before a reload switches, children and their respawns, the
+ * status file, -t and -D) shares the generation struct and the signal
+ * loop.  The next split is the preparation of a generation (users,
+ * spool-dir, quarantine-dir) into a file of its own.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -9,6 +9,10 @@
  * reaper timer, which runs after the event batch, so an io closed inside
  * its own callback (or while another event of the batch names it) stays
  * valid until then.
+ *
+ * Why one file of this size: health checks, the queue, connections and
+ * failover share each server's state and timers; the protocols
+ * themselves are in clamd.c and rspamd.c.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -37,6 +37,11 @@
  * message's release is paced by IO_LOWAT the same way.  Memory: the two
  * legs' buffers, for BDAT conversion one partial line (SMTP_CONV_MAX),
  * for a held message its hold (hold-memory plus one I/O buffer).
+ *
+ * Why one file of this size: the two ways a message travels (above)
+ * share the framer, the verdict and the end of data.  The held path
+ * (release, keepalive, DKIM check) is the next split (smtp_hold.c) when
+ * it grows again.
  */
 #include <ctype.h>
 #include <errno.h>
