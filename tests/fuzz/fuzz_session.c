@@ -89,10 +89,12 @@ digest_add(struct digest *d, const char *p, size_t len)
 
 /*
  * What the inspector saw of each message it allowed (as edited), oldest
- * first.  An edited one may still be refused after the verdict: the
- * engine's DKIM protection (dkim-protect = deny) refuses a change it
- * cannot prove harmless, so it may never reach the destination
- * (may_drop); every other allowed message must arrive, in order.
+ * first.  An allowed message may still never arrive (may_drop): an
+ * edited one the engine's DKIM protection refuses (dkim-protect = deny:
+ * a change it cannot prove harmless), and any one not yet delivered
+ * when the destination refuses a DATA (a held message's DATA is sent
+ * after the verdict) or goes away.  Every other allowed message must
+ * arrive, in order, octet for octet.
  */
 static struct {
 	struct digest cur, cur_edited;
@@ -269,9 +271,18 @@ insp_decide(void)
 	return m.idec < m.ndec ? m.dec[m.idec++] : 0;
 }
 
+/* The allowed messages not delivered yet may now never be (see seen). */
+static void
+seen_pending_may_drop(void)
+{
+	for (unsigned i = seen.head; i != seen.tail; i++)
+		seen.may_drop[i % 64] = true;
+}
+
 static void
 model_close(void)
 {
+	seen_pending_may_drop();
 	if (m.fd >= 0)
 		close(m.fd);
 	m.fd = -1;
@@ -483,6 +494,8 @@ model_command(char *line, size_t len)
 		if (model_reply("354 End data with <CR><LF>.<CR><LF>\r\n", "451 4.3.0 not now\r\n",
 		    "554 5.5.1 Error: no valid recipients\r\n") == REP_OK)
 			m.st = SM_DATA;
+		else
+			seen_pending_may_drop(); /* a held message's DATA, after its verdict */
 		break;
 	case SMTP_BDAT:
 		m.st = SM_BDAT;
