@@ -106,8 +106,12 @@ int tls_check(const struct config *c, char *err, size_t errlen, char *warn, size
  * trust store and the clock of now (tls_judge).  A full handshake that
  * shows another certificate than the cached session's drops that entry
  * (tls_resume_check), and no session older than TLS_RESUME_MAX_AGE is
- * offered: a server that changed its certificate but still honours its
- * old tickets is judged on the old one for at most that long.
+ * offered.  Not yet bounded: a TLS 1.3 ticket received on a resumed
+ * connection is a new session (fresh time) holding the first handshake's
+ * certificate, so a server that keeps issuing tickets can be judged on an
+ * old certificate for longer -- on chain and expiry at every resumption,
+ * on revocation (OCSP) only at a full handshake.  The fix: give such a
+ * session the time of the session it resumed (new_session_cb).
  */
 #define TLS_RESUME_SLOTS 256
 #define TLS_RESUME_PER_DEST 16
