@@ -154,9 +154,9 @@ def test_exceptions_of_the_active_configuration(box):
         assert (f"blocked add: {addr} is inside blocked-sites-exceptions ({prefix}): never "
                 "blocked") in r.err
     assert box.blocked() == {}
-    box.ok("blocked", "add", "192.0.3.10")
+    box.ok("blocked", "add", "198.51.100.10")
     box.ok("blocked", "add", "2001:db8:2::25")
-    assert set(box.blocked()) == {"192.0.3.10", "2001:db8:2::25"}
+    assert set(box.blocked()) == {"198.51.100.10", "2001:db8:2::25"}
 
 
 def test_default_time_of_the_active_configuration(box):
