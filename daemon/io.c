@@ -48,6 +48,8 @@ struct io {
 	uint64_t discarded;        /* plaintext octets dropped when a handshake started */
 	struct io *pending_next;   /* on the list of ios with decrypted bytes waiting */
 	bool on_pending;
+	struct io *kick_next;      /* on the list of ios io_kick_soon owes a kick */
+	bool on_kick;
 	void (*cb)(struct io *io, enum io_event ev, void *arg);
 	void *arg;
 };
@@ -58,7 +60,7 @@ struct io {
 #define IO_OUT_KEEP 16384
 
 static void io_handler(struct ev_fd *e, uint32_t revents);
-static struct io *pending_head;
+static struct io *pending_head, *kick_head;
 
 static bool
 tls_active(const struct io *io)
@@ -636,6 +638,24 @@ io_run_pending(void)
 		if (tls_has_more(io))
 			io_read(io);
 	}
+	/* the reads above may have owed more kicks: they are on the list too */
+	while (kick_head) {
+		struct io *io = kick_head;
+
+		kick_head = io->kick_next;
+		io->on_kick = false;
+		io_kick(io);
+	}
+}
+
+void
+io_kick_soon(struct io *io)
+{
+	if ((io->flags & IO_F_DEAD) || io->on_kick)
+		return;
+	io->on_kick = true;
+	io->kick_next = kick_head;
+	kick_head = io;
 }
 
 void
@@ -644,7 +664,7 @@ io_free(struct io *io)
 	if (io == NULL)
 		return;
 	FATAL_IF(!(io->flags & IO_F_DEAD));
-	/* Still queued for a deferred TLS read: unlink it first. */
+	/* Still queued for a deferred TLS read or kick: unlink it first. */
 	if (io->on_pending) {
 		struct io **pp = &pending_head;
 
@@ -653,7 +673,24 @@ io_free(struct io *io)
 		if (*pp)
 			*pp = io->pending_next;
 	}
+	if (io->on_kick) {
+		struct io **pp = &kick_head;
+
+		while (*pp && *pp != io)
+			pp = &(*pp)->kick_next;
+		if (*pp)
+			*pp = io->kick_next;
+	}
 	free(io);
+}
+
+bool
+io_has_more(const struct io *io)
+{
+	/* exactly when io_run_pending would read it */
+	return (io->flags & IO_F_TLS) && io->ssl != NULL &&
+	    !(io->flags & (IO_F_DEAD | IO_F_PAUSED | IO_F_EOF)) && buf_room(&io->in) > 0 &&
+	    tls_has_more(io);
 }
 
 bool io_is_tls(const struct io *io) { return (io->flags & IO_F_TLS) != 0; }

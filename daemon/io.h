@@ -80,6 +80,11 @@ int io_printf(struct io *io, const char *fmt, ...) PRINTF_LIKE(2, 3);
  * appended to io->out, read again if it consumed from a full io->in.
  */
 void io_kick(struct io *io);
+/*
+ * io_kick, later in this turn of the loop: after io_run_pending has
+ * delivered the reads that were waiting (see io_has_more), never later.
+ */
+void io_kick_soon(struct io *io);
 void io_pause(struct io *io);
 void io_resume(struct io *io);
 /* Inactivity timeout; 0 disables.  Re-armed on every read or write. */
@@ -91,7 +96,10 @@ void io_close(struct io *io);
 void io_start_tls(struct io *io, struct ssl_st *ssl);
 void io_tls_resume(struct io *io);
 bool io_is_tls(const struct io *io);
-/* Deliver reads for TLS ios whose decrypted bytes waited for room (ev idle hook). */
+/*
+ * Deliver reads for TLS ios whose decrypted bytes waited for room, then
+ * the kicks io_kick_soon owes (ev idle hook).
+ */
 void io_run_pending(void);
 bool io_closed(const struct io *io);
 
@@ -112,6 +120,15 @@ bool io_hs_paused(const struct io *io);     /* ... and waits for io_tls_resume()
 void io_set_lowat(struct io *io, size_t lowat);
 /* The inactivity timer (io_set_timeout) is running. */
 bool io_timer_armed(const struct io *io);
+/*
+ * More input is already inside the io -- TLS records read ahead, or
+ * decrypted bytes -- and will be delivered in this turn of the loop
+ * without the socket (io_run_pending): an owner relaying a stream may
+ * wait for it before flushing what it made of the last read, so the next
+ * leg gets full records instead of one per read.  Never true for a
+ * paused, ended or full io (nothing would come).
+ */
+bool io_has_more(const struct io *io);
 /* Plaintext octets dropped because a TLS handshake started behind them. */
 uint64_t io_discarded(const struct io *io);
 

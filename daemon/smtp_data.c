@@ -118,6 +118,44 @@ data_next(struct data_framer *f, const char *in, size_t len, size_t *consumed,
 	return DATA_SKIP;
 }
 
+size_t
+data_run(struct data_framer *f, const char *in, size_t len, size_t max)
+{
+	uint64_t size = f->size, lines = 0;
+	size_t off = 0;
+
+	if (f->raw || f->in_long)
+		return 0;
+	if (len > max)
+		len = max;
+	while (off < len) {
+		const char *p = in + off, *lf;
+		size_t rest = len - off, n;
+
+		/* a dot at a line start may be the end or stuffing: data_next decides */
+		if (p[0] == '.')
+			break;
+		lf = memchr(p, '\n', rest < f->max_line + 2 ? rest : f->max_line + 2);
+		if (lf == NULL || lf == p || lf[-1] != '\r')
+			break;
+		n = (size_t)(lf - p) - 1;
+		if (memchr(p, '\r', n) != NULL || memchr(p, '\0', n) != NULL)
+			break;
+		/* the line that makes the message too big is data_next's to flag */
+		if (size + n + 2 > f->max_size)
+			break;
+		size += n + 2;
+		lines++;
+		off += n + 2;
+	}
+	if (off > 0) {
+		f->size = size;
+		f->lines += lines;
+		f->prev_crlf = true;
+	}
+	return off;
+}
+
 enum data_status
 data_finish_raw(struct data_framer *f, const char *in, size_t len, size_t *consumed,
     const char **line, size_t *linelen)

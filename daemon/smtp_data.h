@@ -63,6 +63,17 @@ void data_init(struct data_framer *f, enum data_bare_policy policy, bool raw, si
     uint64_t max_size);
 enum data_status data_next(struct data_framer *f, const char *in, size_t len,
     size_t *consumed, const char **line, size_t *linelen);
+/*
+ * The body's fast path (DATA mode): the length of the longest run of whole
+ * lines at the head of in, at most max octets, that need no framing
+ * decision -- each ended by CRLF, without another CR or a NUL, within the
+ * line limit, not beginning with a dot, not making the message too big.
+ * Such lines travel byte for byte (nothing to unstuff, nothing to
+ * re-stuff), so the caller may pass the run on with one copy instead of a
+ * line at a time; the framer counts them as data_next would have.  0: the
+ * next line is data_next's.
+ */
+size_t data_run(struct data_framer *f, const char *in, size_t len, size_t max);
 /* RAW mode: at the last chunk, emit what is left as a final line. */
 enum data_status data_finish_raw(struct data_framer *f, const char *in, size_t len,
     size_t *consumed, const char **line, size_t *linelen);

@@ -43,6 +43,8 @@
  * call per line cost the MIME parser ~0.7 ms per MiB (daemon/INSPECT.md).
  */
 #define SMTP_STAGE_MAX (64 * 1024)
+/* Message octets gathered for the destination while more input waits (msg_data_input). */
+#define SMTP_FLUSH_BATCH (64 * 1024)
 
 /* Reply texts used in more than one place. */
 #define R_HELO_FIRST "503 5.5.1 Error: send HELO/EHLO first"

@@ -973,6 +973,50 @@ take_line(struct smtp_engine *e, const char *line, size_t len)
 	}
 }
 
+/*
+ * A run of lines that need no framing decision (data_run) goes on as one
+ * copy each way: upstream (or into the held copy) and to the inspector's
+ * stage -- byte for byte what emit_line would have made of them one line
+ * at a time, since none begins with a dot.  Bounded by the room upstream
+ * and by the stage.  false: the next line goes through data_next.
+ */
+static bool
+take_run(struct smtp_engine *e, struct buf *in)
+{
+	struct smtp_txn *t = &e->txn;
+	struct buf *st = &t->stage;
+	size_t max = SMTP_STAGE_MAX, n;
+	const char *run;
+
+	/* refusing, or the destination gone: take_line's cases, line by line */
+	if (data_refused(&t->framer) || (!(e->tflags & TF_HELD) && (e->flags & EF_UP_DEAD)))
+		return false;
+	if (!(e->tflags & TF_HELD) && buf_room(io_out(e->sio)) < max)
+		max = buf_room(io_out(e->sio));
+	/* the stage is flushed by stage_line only: an inspector that turns busy
+	 * in a flush is then seen before any more is taken */
+	if ((e->tflags & TF_INSPECTING) && SMTP_STAGE_MAX - buf_len(st) < max)
+		max = SMTP_STAGE_MAX - buf_len(st);
+	run = buf_head(in);
+	n = data_run(&t->framer, run, buf_len(in), max);
+	if (n == 0)
+		return false;
+	if (e->tflags & TF_HELD) {
+		bool was = hold_spooled(&t->hold);
+
+		(void)hold_append(&t->hold, run, n);
+		if (!was && hold_spooled(&t->hold))
+			log_sid(LOG_LVL_INFO, e->id, "smtp hold spooled memory=%zu spool-dir=%s",
+			    t->hold.memmax, e->conf->spool_dir);
+	} else if (buf_append(io_out(e->sio), run, n) < 0) {
+		fatal("take_run: %zu octets do not fit the room checked", n);
+	}
+	if ((e->tflags & TF_INSPECTING) && buf_append(st, run, n) < 0)
+		fatal("take_run: cannot stage %zu octets", n);
+	buf_consume(in, n);
+	return true;
+}
+
 void
 msg_data_input(struct smtp_engine *e)
 {
@@ -994,6 +1038,8 @@ msg_data_input(struct smtp_engine *e)
 			io_pause(e->cio); /* resumed when the upstream drains / the inspector resumes */
 			break;
 		}
+		if (take_run(e, in))
+			continue;
 		st = data_next(&e->txn.framer, buf_head(in), buf_len(in), &consumed, &line, &len);
 		if (st == DATA_NEED_MORE) {
 			buf_consume(in, consumed);
@@ -1010,8 +1056,21 @@ msg_data_input(struct smtp_engine *e)
 	/* the lines of this read, to the inspector at once */
 	if (!smtp_stopped(e))
 		stage_flush(e);
-	if (!(e->flags & EF_UP_DEAD) && !smtp_stopped(e))
-		io_kick(e->sio);
+	/*
+	 * Upstream now -- or, when the client's next TLS records are already
+	 * here and will be read in this same turn (io_has_more), once they
+	 * are (io_kick_soon): the next leg then gets a batch of up to
+	 * SMTP_FLUSH_BATCH, whole TLS records, rather than a write per record
+	 * read.  The end of the message, a paused client and a full batch go
+	 * at once; nothing waits beyond this turn of the loop.
+	 */
+	if (!(e->flags & EF_UP_DEAD) && !smtp_stopped(e)) {
+		if (e->phase == SP_DATA && io_has_more(e->cio) &&
+		    buf_len(io_out(e->sio)) < SMTP_FLUSH_BATCH)
+			io_kick_soon(e->sio);
+		else
+			io_kick(e->sio);
+	}
 }
 
 /* ---------------------------------------------------------------- BDAT */

@@ -501,6 +501,9 @@ proto_version(int v)
 	}
 }
 
+/* Read-ahead buffer: four records of 16 KiB and their overhead. */
+#define TLS_READ_BUFFER (4 * (16384 + 256))
+
 static int
 ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *p, char *err,
     size_t errlen)
@@ -520,6 +523,11 @@ ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *
 	 * per short session); io.c drains what is buffered (SSL_has_pending).
 	 */
 	SSL_CTX_set_read_ahead(ctx, 1);
+	/*
+	 * ... and up to four full records per read(2) on a stream, instead of
+	 * one (the buffer is released when empty: an idle leg keeps none).
+	 */
+	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
 	if (SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
 		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphers: OpenSSL accepts none of \"%s\"",
 		    c->path, p->line, p->name, p->ciphers);
@@ -553,6 +561,12 @@ tls_profile_ctx(const struct config *c, int i, SSL_CTX **server, SSL_CTX **clien
 	SSL_CTX_set_max_early_data(s, 0);
 	SSL_CTX_set_session_id_context(s, (const unsigned char *)"smtpgw", 6);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(s, ticket_cb);
+	/*
+	 * One TLS 1.3 ticket per handshake, not OpenSSL's two: a sending MTA
+	 * keeps one session per destination (Postfix's tlsmgr cache), and
+	 * every ticket costs a session encoding, its encryption and a record.
+	 */
+	SSL_CTX_set_num_tickets(s, 1);
 	/*
 	 * Upstream validation: Debian's bundle plus the profile's extra CAs.
 	 * A missing bundle leaves only the ca-file (every public server then

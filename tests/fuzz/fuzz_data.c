@@ -17,7 +17,10 @@
  *  - size accounting: size is the sum of the lines plus CRLFs, and
  *    TOO_BIG is set exactly when it exceeds max_size;
  *  - memory stays bounded: at most max_line + 3 octets wait in the buffer;
- *  - cutting the input differently changes nothing (whole vs. pieces).
+ *  - cutting the input differently changes nothing (whole vs. pieces);
+ *  - taking runs of lines with data_run() first, as msg_data_input does,
+ *    changes nothing either (same lines, flags, size and end), and a run
+ *    is only whole CRLF lines that begin with no dot.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -67,9 +70,26 @@ line_out(struct res *r, const struct data_framer *f, const char *line, size_t le
 	r->bytes += len;
 }
 
+/* A run from data_run: whole CRLF lines, none beginning with a dot. */
+static void
+run_out(struct res *r, const struct data_framer *f, const char *p, size_t n)
+{
+	while (n > 0) {
+		const char *lf = memchr(p, '\n', n);
+		size_t l;
+
+		CHECK(lf != NULL && lf > p && lf[-1] == '\r');
+		l = (size_t)(lf - p) - 1;
+		CHECK(p[0] != '.' && memchr(p, '\r', l) == NULL && memchr(p, '\0', l) == NULL);
+		line_out(r, f, p, l);
+		p += l + 2;
+		n -= l + 2;
+	}
+}
+
 static void
 run(const char *in, size_t len, enum data_bare_policy pol, bool raw, size_t max_line,
-    uint64_t max_size, unsigned seed, bool whole, struct res *r)
+    uint64_t max_size, unsigned seed, bool whole, bool runs, struct res *r)
 {
 	static char buf[MAX_INPUT];
 	struct data_framer f;
@@ -93,7 +113,24 @@ run(const char *in, size_t len, enum data_bare_policy pol, bool raw, size_t max_
 		for (;;) {
 			const char *line = NULL;
 			size_t consumed = (size_t)-1, linelen = 0;
-			enum data_status st = data_next(&f, buf, have, &consumed, &line, &linelen);
+			enum data_status st;
+
+			if (runs) {
+				/* a bound that varies, as the room upstream does */
+				seed = seed * 1103515245u + 12345u;
+				size_t n = data_run(&f, buf, have, (seed >> 16) % 7 ? have : (seed >> 20) % 64);
+
+				CHECK(n <= have);
+				CHECK(!raw || n == 0);
+				if (n > 0) {
+					run_out(r, &f, buf, n);
+					memmove(buf, buf + n, have - n);
+					have -= n;
+					total += n;
+					continue;
+				}
+			}
+			st = data_next(&f, buf, have, &consumed, &line, &linelen);
 
 			CHECK(consumed <= have);
 			if (st == DATA_LINE) {
@@ -176,7 +213,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *in = (const char *)data + 2;
 	size_t len = size - 2;
 
-	run(in, len, pol, raw, max_line, max_size, data[1], true, &whole);
+	run(in, len, pol, raw, max_line, max_size, data[1], true, false, &whole);
 	if (!raw) {
 		size_t ref_at = 0;
 		bool ref = reference_end(in, len, &ref_at);
@@ -187,14 +224,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			CHECK(0);
 		}
 	}
-	run(in, len, pol, raw, max_line, max_size, data[1], false, &cut);
-	if (cut.end != whole.end || cut.end_at != whole.end_at || cut.hash != whole.hash ||
-	    cut.nlines != whole.nlines || cut.flags != whole.flags || cut.size != whole.size) {
-		fprintf(stderr, "cut changes the result: end %d/%d at %zu/%zu lines %llu/%llu "
-		    "flags %#x/%#x\n", whole.end, cut.end, whole.end_at, cut.end_at,
-		    (unsigned long long)whole.nlines, (unsigned long long)cut.nlines, whole.flags,
-		    cut.flags);
-		CHECK(0);
+	for (int k = 0; k < 3; k++) {
+		/* pieces; pieces with runs; the whole with runs */
+		run(in, len, pol, raw, max_line, max_size, data[1], k == 2, k > 0, &cut);
+		if (cut.end != whole.end || cut.end_at != whole.end_at || cut.hash != whole.hash ||
+		    cut.nlines != whole.nlines || cut.flags != whole.flags || cut.size != whole.size) {
+			fprintf(stderr, "%s changes the result: end %d/%d at %zu/%zu lines %llu/%llu "
+			    "flags %#x/%#x\n", k == 0 ? "cut" : k == 1 ? "cut with runs" : "runs",
+			    whole.end, cut.end, whole.end_at, cut.end_at,
+			    (unsigned long long)whole.nlines, (unsigned long long)cut.nlines,
+			    whole.flags, cut.flags);
+			CHECK(0);
+		}
 	}
 	return 0;
 }

@@ -59,6 +59,27 @@ add_line(struct res *r, const char *line, size_t len)
 		r->max_linelen = len;
 }
 
+/* run() takes runs with data_run() before each data_next(), as msg_data_input does */
+static bool use_runs;
+
+/* A run: whole CRLF lines, none beginning with a dot, added line by line. */
+static void
+add_run(struct res *r, const char *p, size_t n)
+{
+	while (n > 0) {
+		const char *lf = memchr(p, '\n', n);
+		size_t l;
+
+		assert_non_null(lf);
+		assert_true(lf > p && lf[-1] == '\r' && p[0] != '.');
+		l = (size_t)(lf - p) - 1;
+		assert_null(memchr(p, '\r', l));
+		add_line(r, p, l);
+		p += l + 2;
+		n -= l + 2;
+	}
+}
+
 /*
  * Feed in[0..len) in pieces: step 0 = all at once, step k = k octets at a
  * time, step -1 = pseudo-random piece sizes from seed.  finish: RAW mode,
@@ -94,8 +115,21 @@ run(const struct cfg *c, const char *in, size_t len, int step, unsigned seed, bo
 		for (;;) {
 			const char *line = NULL;
 			size_t consumed = 12345, linelen = 0;
-			enum data_status st = data_next(&f, buf, have, &consumed, &line, &linelen);
+			enum data_status st;
 
+			if (use_runs) {
+				size_t n = data_run(&f, buf, have, have);
+
+				assert_true(n <= have);
+				if (n > 0) {
+					add_run(r, buf, n);
+					memmove(buf, buf + n, have - n);
+					have -= n;
+					consumed_total += n;
+					continue;
+				}
+			}
+			st = data_next(&f, buf, have, &consumed, &line, &linelen);
 			assert_true(consumed <= have);
 			if (st == DATA_LINE) {
 				assert_true(line >= buf && line + linelen <= buf + have);
@@ -591,8 +625,11 @@ test_cut_invariance(void **state)
 					    "(end %d/%d at %zu/%zu, flags %#x/%#x)", v, c, seed, r.end,
 					    whole.end, r.end_at, whole.end_at, r.flags, whole.flags);
 			}
-			for (int step = 1; step < 6; step++) {
+			for (int step = 0; step < 6; step++) {
+				/* step 0: the whole input, taking runs first */
+				use_runs = step == 0;
 				run(&cfgs[c], in, len, step, 0, false, &r);
+				use_runs = false;
 				if (r.end != whole.end || r.end_at != whole.end_at ||
 				    r.outlen != whole.outlen || memcmp(r.out, whole.out, r.outlen) ||
 				    r.flags != whole.flags)
@@ -602,6 +639,41 @@ test_cut_invariance(void **state)
 			}
 		}
 	}
+}
+
+/* The fast path takes whole plain lines and leaves every decision to data_next. */
+static void
+test_run_stops_where_framing_decides(void **state)
+{
+	struct data_framer f;
+	static const char in[] = "a\r\nbb\r\n.x\r\nc\r\n";
+	size_t n;
+
+	(void)state;
+	data_init(&f, DATA_BARE_REJECT, false, 998, 1000000);
+	n = data_run(&f, in, sizeof(in) - 1, SIZE_MAX);
+	assert_int_equal(n, 7); /* "a" and "bb", not the stuffed ".x" */
+	assert_int_equal(f.lines, 2);
+	assert_int_equal(f.size, 7);
+	assert_int_equal(data_run(&f, in + 7, sizeof(in) - 8, SIZE_MAX), 0);
+	/* bounded by max: only whole lines */
+	data_init(&f, DATA_BARE_REJECT, false, 998, 1000000);
+	assert_int_equal(data_run(&f, in, sizeof(in) - 1, 6), 3);
+	/* bare LF, lone CR, NUL, an unfinished line, RAW mode: nothing */
+	data_init(&f, DATA_BARE_NORMALIZE, false, 998, 1000000);
+	assert_int_equal(data_run(&f, "a\nb\r\n", 5, SIZE_MAX), 0);
+	assert_int_equal(data_run(&f, "a\rb\r\n", 5, SIZE_MAX), 0);
+	assert_int_equal(data_run(&f, "a\0b\r\n", 5, SIZE_MAX), 0);
+	assert_int_equal(data_run(&f, "abc\r", 4, SIZE_MAX), 0);
+	assert_int_equal(f.lines, 0);
+	data_init(&f, DATA_BARE_REJECT, true, 998, 1000000);
+	assert_int_equal(data_run(&f, "a\r\n", 3, SIZE_MAX), 0);
+	/* the line over the line limit or the size limit is data_next's to flag */
+	data_init(&f, DATA_BARE_REJECT, false, 3, 1000000);
+	assert_int_equal(data_run(&f, "abc\r\nabcd\r\n", 11, SIZE_MAX), 5);
+	data_init(&f, DATA_BARE_REJECT, false, 998, 8);
+	assert_int_equal(data_run(&f, "abc\r\nabc\r\n", 10, SIZE_MAX), 5);
+	assert_int_equal(f.flags, 0);
 }
 
 /* --------------------------------------------------------------- RAW */
@@ -746,6 +818,7 @@ main(void)
 		cmocka_unit_test(test_long_line_variants),
 		cmocka_unit_test(test_size_limit),
 		cmocka_unit_test(test_cut_invariance),
+		cmocka_unit_test(test_run_stops_where_framing_decides),
 		cmocka_unit_test(test_raw_mode),
 		cmocka_unit_test(test_raw_finish_direct),
 		cmocka_unit_test(test_raw_long_line),
