@@ -22,7 +22,7 @@ procps swaks libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl
 openssl ca-certificates postfix python3-pytest python3-aiosmtpd
 python3-cryptography clang libclang-rt-14-dev
 libopendkim-dev clamav-daemon rspamd
-busybox-static testssl.sh
+busybox-static testssl.sh sslsplit tcpdump
 make binutils kmod cpio zstd mtools dosfstools fdisk e2fsprogs systemd-boot-efi
 qemu-system-x86 ovmf openssh-client"
 # (the last two lines: the appliance image -- initramfs/, image/ -- and the
@@ -208,6 +208,15 @@ _ck_e2e() {
 	_ck_cmd timeout coreutils
 }
 
+# bench/run --smoke (the harness in CI): smtp-source and smtp-sink, the
+# peer proxy, tcpdump, the namespace testbed's tools (_ck_e2e).
+_ck_bench() {
+	_ck_file /usr/sbin/smtp-source postfix "bench/run (load generator)"
+	_ck_file /usr/sbin/smtp-sink postfix "bench/run (discarding server)"
+	_ck_cmd sslsplit sslsplit "bench/run (the peer proxy)"
+	_ck_cmd tcpdump tcpdump "bench/run (the SYN flood's timing)"
+}
+
 # The appliance: its image (initramfs/, image/) and QEMU.
 _ck_appliance() {
 	for _t in apt-get:apt apt-cache:apt dpkg-deb:dpkg depmod:kmod modprobe:kmod readelf:binutils \
@@ -232,7 +241,7 @@ _ck_appliance() {
 
 # smtpgw_check_tools LAYER...: check, for each layer, that every tool it
 # relies on is there and can do what the tests ask.  Layers: build asan
-# fuzz cli e2e appliance.  One line on stderr per missing feature; returns
+# fuzz cli e2e bench appliance.  One line on stderr per missing feature; returns
 # 1 if anything is missing.
 smtpgw_check_tools() {
 	_ck_bad=0
@@ -244,6 +253,7 @@ smtpgw_check_tools() {
 		fuzz) _ck_fuzz ;;
 		cli) _ck_cli ;;
 		e2e) _ck_e2e ;;
+		bench) _ck_e2e; _ck_bench ;;
 		appliance) _ck_appliance ;;
 		*) echo "smtpgw_check_tools: unknown layer $_layer" >&2; _ck_bad=$((_ck_bad + 1)) ;;
 		esac
