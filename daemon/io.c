@@ -58,6 +58,8 @@ struct io {
 #define IO_READ_CHUNK 65536
 /* An output buffer up to this size is released as soon as it is empty. */
 #define IO_OUT_KEEP 16384
+/* io_tls_bulk's read-ahead buffer: four TLS 1.3 records of 16 KiB and their overhead. */
+#define IO_TLS_BULK_READ (4 * (16384 + 256))
 
 static void io_handler(struct ev_fd *e, uint32_t revents);
 static struct io *pending_head, *kick_head;
@@ -626,6 +628,8 @@ io_handler(struct ev_fd *e, uint32_t revents)
 void
 io_run_pending(void)
 {
+	/* a kick may queue a read (io_update) and a read may owe a kick: until both are done */
+again:
 	while (pending_head) {
 		struct io *io = pending_head;
 
@@ -646,6 +650,8 @@ io_run_pending(void)
 		io->on_kick = false;
 		io_kick(io);
 	}
+	if (pending_head)
+		goto again;
 }
 
 void
@@ -682,6 +688,18 @@ io_free(struct io *io)
 			*pp = io->kick_next;
 	}
 	free(io);
+}
+
+void
+io_tls_bulk(struct io *io, bool on)
+{
+	/*
+	 * Takes effect when OpenSSL next allocates its read buffer: at once
+	 * if it holds nothing (SSL_MODE_RELEASE_BUFFERS gave it back), else
+	 * after the record in progress.  0: OpenSSL's own length again.
+	 */
+	if (io->ssl != NULL)
+		SSL_set_default_read_buffer_len(io->ssl, on ? IO_TLS_BULK_READ : 0);
 }
 
 bool

@@ -129,6 +129,14 @@ bool io_timer_armed(const struct io *io);
  * paused, ended or full io (nothing would come).
  */
 bool io_has_more(const struct io *io);
+/*
+ * A TLS leg about to carry a stream (a message body): read-ahead takes up
+ * to IO_TLS_BULK_READ octets -- several records -- per read(2) instead of
+ * one record.  Off again when the stream ends: the larger buffer is only
+ * held while a record is incomplete, and outside a message nobody should
+ * make every session hold it by stalling mid-record.  No-op on plain legs.
+ */
+void io_tls_bulk(struct io *io, bool on);
 /* Plaintext octets dropped because a TLS handshake started behind them. */
 uint64_t io_discarded(const struct io *io);
 

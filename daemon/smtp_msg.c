@@ -912,6 +912,8 @@ msg_data_start(struct smtp_engine *e)
 	const struct smtp_limits *lim = e->lim;
 
 	smtp_enter(e, SP_DATA);
+	/* the body is a stream: several TLS records per read until its end */
+	io_tls_bulk(e->cio, true);
 	data_init(&e->txn.framer, lim->bare_newline_normalize ? DATA_BARE_NORMALIZE :
 	    DATA_BARE_REJECT, false, lim->max_line_length, lim->max_message_size);
 	e->txn.msg_bytes = 0;
@@ -993,10 +995,17 @@ take_run(struct smtp_engine *e, struct buf *in)
 		return false;
 	if (!(e->tflags & TF_HELD) && buf_room(io_out(e->sio)) < max)
 		max = buf_room(io_out(e->sio));
-	/* the stage is flushed by stage_line only: an inspector that turns busy
-	 * in a flush is then seen before any more is taken */
-	if ((e->tflags & TF_INSPECTING) && SMTP_STAGE_MAX - buf_len(st) < max)
-		max = SMTP_STAGE_MAX - buf_len(st);
+	/*
+	 * A run never flushes the stage (stage_line and the loop do): an
+	 * inspector that turns busy in a flush is seen before more is taken.
+	 * A line of max-line-length may have left the stage over its mark.
+	 */
+	if (e->tflags & TF_INSPECTING) {
+		size_t left = buf_len(st) >= SMTP_STAGE_MAX ? 0 : SMTP_STAGE_MAX - buf_len(st);
+
+		if (left < max)
+			max = left;
+	}
 	run = buf_head(in);
 	n = data_run(&t->framer, run, buf_len(in), max);
 	if (n == 0)
@@ -1049,6 +1058,7 @@ msg_data_input(struct smtp_engine *e)
 			take_line(e, line, len);
 		buf_consume(in, consumed);
 		if (st == DATA_END) {
+			io_tls_bulk(e->cio, false);
 			smtp_enter(e, SP_COMMAND);
 			msg_end(e, NULL, ".");
 		}

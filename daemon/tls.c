@@ -501,9 +501,6 @@ proto_version(int v)
 	}
 }
 
-/* Read-ahead buffer: four records of 16 KiB and their overhead. */
-#define TLS_READ_BUFFER (4 * (16384 + 256))
-
 static int
 ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *p, char *err,
     size_t errlen)
@@ -523,11 +520,6 @@ ctx_common(SSL_CTX *ctx, const struct config *c, const struct conf_tls_profile *
 	 * per short session); io.c drains what is buffered (SSL_has_pending).
 	 */
 	SSL_CTX_set_read_ahead(ctx, 1);
-	/*
-	 * ... and up to four full records per read(2) on a stream, instead of
-	 * one (the buffer is released when empty: an idle leg keeps none).
-	 */
-	SSL_CTX_set_default_read_buffer_len(ctx, TLS_READ_BUFFER);
 	if (SSL_CTX_set_cipher_list(ctx, p->ciphers) != 1) {
 		snprintf(err, errlen, "%s:%d: tls-profile %s: ciphers: OpenSSL accepts none of \"%s\"",
 		    c->path, p->line, p->name, p->ciphers);
