@@ -279,6 +279,11 @@ u8len(const unsigned char *s, size_t n)
 /*
  * Iterative, with one backtrack point (the last '*'): a later '*' makes
  * earlier ones irrelevant, so this is O(plen * n) and needs no stack.
+ * '*' grows by whole characters, as '?' takes them: a '*' that could stop
+ * inside a UTF-8 sequence would let '?' count its continuation octets as
+ * characters ("*??" matching the one character U+20A9), and the greedy
+ * walk -- which never retries once the item is used up -- would then
+ * disagree with its own definition.
  */
 bool
 rule_wildcard(const char *pat, size_t plen, const char *str, size_t n)
@@ -298,7 +303,8 @@ rule_wildcard(const char *pat, size_t plen, const char *str, size_t n)
 			si++;
 		} else if (star_p != SIZE_MAX) {
 			pi = star_p;
-			si = ++star_s;
+			star_s += u8len(s + star_s, n - star_s);
+			si = star_s;
 		} else {
 			return false;
 		}

@@ -3,8 +3,9 @@
  *
  * A rule is a pattern and what to do when an item matches it:
  *   exact    the whole item, ASCII case-insensitive
- *   pattern  a wildcard over the whole item: '*' any run (also empty),
- *            '?' one character (one UTF-8 sequence); ASCII case-insensitive
+ *   pattern  a wildcard over the whole item: '*' any run of characters
+ *            (also empty), '?' one character (one UTF-8 sequence; an
+ *            octet that begins none is one); ASCII case-insensitive
  *   regex    PCRE2, searched anywhere in the item (anchor with ^ $),
  *            case-insensitive ((?-i) turns that off), UTF-8 with invalid
  *            sequences tolerated in the item

@@ -67,8 +67,8 @@ ref_wildcard(const char *pat, size_t plen, const char *str, size_t n)
 
 			if (i == plen)
 				v = j == n;
-			else if (p[i] == '*')
-				v = m[i + 1][j] || (j < n && m[i][j + 1]);
+			else if (p[i] == '*') /* any run of characters (rule.h) */
+				v = m[i + 1][j] || (j < n && m[i][j + u8len(s + j, n - j)]);
 			else if (j == n)
 				v = false;
 			else if (p[i] == '?')

@@ -39,6 +39,13 @@ static const struct wc wcs[] = {
 	{ "?", "\xc3\xa9", true },   /* one character, two octets */
 	{ "?", "\xe2\x82\xac", true },
 	{ "??", "\xc3\xa9", false },
+	/* '*' takes whole characters: never half of one for '?' to count */
+	{ "*??", "\xe2\x82\xa9", false },
+	{ "*??", "a\xe2\x82\xa9", true },
+	{ "*?", "\xe2\x82\xa9", true },
+	{ "*??a", "\xe2\xa9\xa9" "a", false }, /* one character before the a */
+	{ "*??a", "x\xe2\xa9\xa9" "a", true },
+	{ "*\xa9", "\xc3\xa9", false },
 	{ "a?c", "abc", true },
 	{ "a*b*c", "aXbYbZc", true },
 	{ "a*b*c", "aXbYbZ", false },
