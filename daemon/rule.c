@@ -276,20 +276,79 @@ u8len(const unsigned char *s, size_t n)
 	return k;
 }
 
+/* Whether any octet of p[0..n) is not ASCII. */
+static bool
+has_high(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] >= 0x80)
+			return true;
+	return false;
+}
+
 /*
- * Iterative, with one backtrack point (the last '*'): a later '*' makes
- * earlier ones irrelevant, so this is O(plen * n) and needs no stack.
+ * The definition itself, for a pattern and an item that both hold
+ * non-ASCII octets: reach[j] says whether the pattern read so far can
+ * match item[0..j).  O(plen * n) steps, 2 * (RULE_SUBJECT_MAX + 1) octets
+ * of state (a worker matches one item at a time).
+ */
+static bool
+wildcard_reach(const unsigned char *p, size_t plen, const unsigned char *s, size_t n)
+{
+	static unsigned char a[RULE_SUBJECT_MAX + 1], b[RULE_SUBJECT_MAX + 1];
+	unsigned char *cur = a, *nxt = b, *t;
+
+	if (n > RULE_SUBJECT_MAX)
+		return false;
+	memset(cur, 0, n + 1);
+	cur[0] = 1;
+	for (size_t i = 0; i < plen; i++) {
+		bool any = false;
+
+		memset(nxt, 0, n + 1);
+		for (size_t j = 0; j <= n; j++) {
+			if (!cur[j])
+				continue;
+			if (p[i] == '*') {
+				/* this position and every character boundary after it */
+				for (size_t k = j; k <= n; k += k < n ? u8len(s + k, n - k) : 1)
+					nxt[k] = 1;
+			} else if (j < n && p[i] == '?') {
+				nxt[j + u8len(s + j, n - j)] = 1;
+			} else if (j < n && lower(p[i]) == lower(s[j])) {
+				nxt[j + 1] = 1;
+			}
+		}
+		for (size_t j = 0; j <= n && !any; j++)
+			any = nxt[j] != 0;
+		if (!any)
+			return false;
+		t = cur;
+		cur = nxt;
+		nxt = t;
+	}
+	return cur[n] != 0;
+}
+
+/*
  * '*' grows by whole characters, as '?' takes them: a '*' that could stop
  * inside a UTF-8 sequence would let '?' count its continuation octets as
- * characters ("*??" matching the one character U+20A9), and the greedy
- * walk -- which never retries once the item is used up -- would then
- * disagree with its own definition.
+ * characters ("*??" matching the one character U+20A9).  With an ASCII
+ * pattern every position the walk reaches is a character boundary, and
+ * the iterative walk with one backtrack point (the last '*': a later '*'
+ * makes earlier ones irrelevant) is exact, O(plen * n) without a stack.
+ * A pattern with non-ASCII octets can stop inside a character of the item
+ * (a literal lead octet without its continuation), where that argument
+ * fails: such a pattern against a non-ASCII item takes wildcard_reach.
  */
 bool
 rule_wildcard(const char *pat, size_t plen, const char *str, size_t n)
 {
 	const unsigned char *p = (const unsigned char *)pat, *s = (const unsigned char *)str;
 	size_t pi = 0, si = 0, star_p = SIZE_MAX, star_s = 0;
+
+	if (has_high(p, plen) && has_high(s, n))
+		return wildcard_reach(p, plen, s, n);
 
 	while (si < n) {
 		if (pi < plen && p[pi] == '*') {
